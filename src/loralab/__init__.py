@@ -1,0 +1,3 @@
+"""loralab: LoRA-family adapters and optimizers, config-driven."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,96 @@
+"""What an adapter is, as one validated dataclass (the Hydra `adapter` group maps onto it).
+
+Validation happens here, once, so a bad value fails before any model is loaded and the error
+names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+KINDS = ("lora", "moslora", "moe_lora")
+
+
+@dataclass
+class AdapterConfig:
+    """One adapter family member: LoRA, MoSLoRA (LoRA + r x r mixer) or MoE-LoRA.
+
+    `mixer=None` means the kind's default (True for moslora, False otherwise) and is resolved to a
+    bool on construction. `target_modules` is a preset (`attention`, `mlp`, `all`), a leaf name
+    (`q_proj`) or a regex over full module names, or a list of those (see `resolve_targets`).
+    """
+
+    kind: str = "lora"
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    num_experts: int = 1
+    top_k: int = 1
+    mixer: bool | None = None
+    gate_rescale: bool = False
+    target_modules: str | list[str] = "attention"
+    load_balance_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            _bad("kind", self.kind, f"one of {', '.join(KINDS)}")
+        if self.mixer is None:
+            self.mixer = self.kind == "moslora"
+        if self.mixer and self.kind == "lora":
+            _bad("mixer", self.mixer, "False for kind=lora (mixer on a kind that has none)")
+        if self.rank < 1:
+            _bad("rank", self.rank, ">= 1")
+        if self.alpha <= 0:
+            _bad("alpha", self.alpha, "> 0")
+        if not 0 <= self.dropout < 1:
+            _bad("dropout", self.dropout, "in [0, 1)")
+        if self.num_experts < 1:
+            _bad("num_experts", self.num_experts, ">= 1")
+        if self.kind != "moe_lora" and self.num_experts != 1:
+            _bad("num_experts", self.num_experts, f"1 for kind={self.kind} (use kind=moe_lora)")
+        if self.top_k < 1:
+            _bad("top_k", self.top_k, ">= 1")
+        if self.top_k > self.num_experts:
+            raise ValueError(
+                f"adapter.top_k={self.top_k} must be <= adapter.num_experts={self.num_experts}"
+            )
+        if self.load_balance_coef < 0:
+            _bad("load_balance_coef", self.load_balance_coef, ">= 0")
+        if isinstance(self.target_modules, str):
+            self.target_modules = [self.target_modules]
+        self.target_modules = [str(t) for t in self.target_modules]
+        if not self.target_modules:
+            _bad("target_modules", self.target_modules, "a non-empty preset, name or regex list")
+        if self.num_experts == 1:
+            for key in ("gate_rescale", "load_balance_coef"):
+                if getattr(self, key):
+                    warnings.warn(
+                        f"adapter.{key}={getattr(self, key)} has no effect with "
+                        "adapter.num_experts=1 (there is no router)",
+                        stacklevel=3,
+                    )
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> AdapterConfig:
+        """Build from a dict or DictConfig; unknown keys are an error, not silently dropped."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown adapter key(s) {unknown}; allowed keys: {', '.join(allowed)}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _bad(key: str, value, allowed: str) -> None:
+    raise ValueError(f"adapter.{key}={value!r} is invalid: must be {allowed}")

@@ -1,0 +1,113 @@
+"""`AdapterLinear`: a frozen nn.Linear plus a LoRA / MoSLoRA / MoE-LoRA adapter (SPEC §1-§2).
+
+All three kinds are one layer with E stacked experts (E = 1 for LoRA and MoSLoRA):
+
+    y = W0 x + s * sum_i g_i(x) * B_i M_i A_i drop(x)
+
+computed as a single rank-E*r LoRA whose r-blocks are scaled by the gate: two matrix products
+per layer, never a Python loop over experts. The adapter runs in the input dtype; its parameters
+are stored in float32 (float64 if the base is float64) so a bf16 base still trains them exactly.
+
+Dropout: ONE mask on x is shared by all experts. The reference draws a mask per expert; a shared
+mask is what makes the stacked product exact and fast, and it is the same thing at dropout 0 and
+for E = 1. The router sees the un-dropped x.
+
+Parameter contract (the optimizers rely on it): `lora_A` (E, r, d_in), `lora_B` (E, d_out, r),
+`mixer` (E, r, r) or None, `router` nn.Linear(d_in, E, bias=False) or None (E > 1 only).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loralab.adapters.config import AdapterConfig
+from loralab.adapters.gated_product import gated_product
+
+
+class AdapterLinear(nn.Module):
+    """Wraps `base` (frozen, kept as `self.base`) and adds the adapter path to its output.
+
+    `gate_rescale` may be switched after construction (the optimizer config decides it).
+    With `track_router_stats`, each forward stores `router_load` (fraction of the N*k top-k
+    selections that went to each expert) and `router_entropy` (mean entropy of the full softmax),
+    detached. With `load_balance_coef > 0`, each forward stores the Switch-Transformer loss
+    `aux_loss = E * sum_i f_i * P_i` (f: selection fractions, P: mean router probabilities).
+    """
+
+    def __init__(self, base: nn.Linear, config: AdapterConfig):
+        super().__init__()
+        base.requires_grad_(False)
+        self.base = base
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.num_experts, self.rank, self.top_k = config.num_experts, config.rank, config.top_k
+        self.scale = config.scale
+        self.gate_rescale = config.gate_rescale
+        self.load_balance_coef = config.load_balance_coef
+        self.track_router_stats = False
+        self.router_load = self.router_entropy = self.aux_loss = None
+
+        experts, rank = self.num_experts, self.rank
+        factory = {
+            "device": base.weight.device,
+            "dtype": torch.promote_types(base.weight.dtype, torch.float32),
+        }
+        self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.lora_A = nn.Parameter(torch.empty(experts, rank, self.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(experts, self.out_features, rank, **factory))
+        self.mixer = (
+            nn.Parameter(torch.empty(experts, rank, rank, **factory)) if config.mixer else None
+        )
+        self.router = (
+            nn.Linear(self.in_features, experts, bias=False, **factory) if experts > 1 else None
+        )
+        with torch.no_grad():  # each A_i and M_i as if it were its own nn.Linear weight
+            for i in range(experts):
+                nn.init.kaiming_uniform_(self.lora_A[i], a=math.sqrt(5))
+                if self.mixer is not None:
+                    nn.init.kaiming_uniform_(self.mixer[i], a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        adapter = self._adapter(x.reshape(-1, self.in_features))
+        return self.base(x) + adapter.reshape(*x.shape[:-1], self.out_features)
+
+    def _adapter(self, x: torch.Tensor) -> torch.Tensor:
+        """Adapter output for tokens x of shape (N, d_in)."""
+        experts, rank, dtype = self.num_experts, self.rank, x.dtype
+        m = self.drop(x) @ self.lora_A.to(dtype).reshape(experts * rank, -1).T  # (N, E*r)
+        if self.mixer is not None:
+            m = torch.einsum("ner,eqr->neq", m.view(-1, experts, rank), self.mixer.to(dtype))
+            m = m.reshape(-1, experts * rank)
+        b_cat = self.lora_B.to(dtype).permute(1, 0, 2).reshape(self.out_features, -1)
+        if self.router is None:
+            return self.scale * m @ b_cat.T
+        g_exp = self._gate(x).to(dtype).repeat_interleave(rank, dim=1)
+        return gated_product(m, g_exp, b_cat, self.scale, self.gate_rescale)
+
+    def _gate(self, x: torch.Tensor) -> torch.Tensor:
+        """Top-k gate (N, E): softmax over the k largest logits, zeros elsewhere.
+
+        Computed in at least float32 so a bf16 input does not round the routing decision.
+        """
+        work = torch.promote_types(x.dtype, torch.float32)
+        logits = F.linear(x.to(work), self.router.weight.to(work))
+        top = logits.topk(self.top_k, dim=-1)
+        gate = torch.zeros_like(logits).scatter(-1, top.indices, top.values.softmax(-1))
+        if self.track_router_stats or self.load_balance_coef > 0:
+            probs = logits.softmax(-1)
+            selections = torch.bincount(top.indices.flatten(), minlength=self.num_experts)
+            load = selections.to(work) / top.indices.numel()
+            if self.track_router_stats:
+                self.router_load = load.detach()
+                self.router_entropy = torch.special.entr(probs).sum(-1).mean().detach()
+            if self.load_balance_coef > 0:
+                self.aux_loss = self.num_experts * (load * probs.mean(0)).sum()
+        return gate
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"rank={self.rank}, scale={self.scale:g}, num_experts={self.num_experts}, "
+            f"top_k={self.top_k}, mixer={self.mixer is not None}, gate_rescale={self.gate_rescale}"
+        )

@@ -1,0 +1,1 @@
+"""Tasks, prompt templates, tokenisation with label masking, and the LightningDataModule."""

@@ -1,0 +1,69 @@
+"""Tokenisation with correct label masking, and padding collators.
+
+Loss is taken on the answer only: prompt and padding positions are -100, the answer is encoded
+without special tokens (so no BOS lands inside the labels) and ends with EOS, which is trained.
+An over-long example is cut from the context side (the start of the prompt), never the answer;
+with ``overflow="drop"`` it is dropped instead, and the caller counts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE_INDEX = -100
+OVERFLOW_MODES = ("truncate", "drop")
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+
+def encode_prompt(tokenizer, prompt: str) -> tuple[list[int], int]:
+    """Prompt ids (with the tokenizer's own BOS, if it adds one) and how many lead special ids."""
+    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    plain = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    lead = len(ids) - len(plain) if ids[len(ids) - len(plain) :] == plain else 0
+    return ids, lead
+
+
+def fit_prompt(prompt_ids: list[int], lead: int, room: int) -> list[int] | None:
+    """Cut the prompt to ``room`` ids from the context side, keeping lead special tokens."""
+    if len(prompt_ids) <= room:
+        return prompt_ids
+    if room <= lead:
+        return None
+    return prompt_ids[:lead] + prompt_ids[len(prompt_ids) - (room - lead) :]
+
+
+def encode_example(
+    tokenizer, prompt: str, target: str, max_length: int, overflow: str = "truncate"
+) -> Encoded | None:
+    """Ids and labels for one (prompt, target) pair, or None when it must be dropped."""
+    prompt_ids, lead = encode_prompt(tokenizer, prompt)
+    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    target_ids = target_ids + [tokenizer.eos_token_id]
+    room = max_length - len(target_ids)
+    fitted = fit_prompt(prompt_ids, lead, room)
+    truncated = fitted is not prompt_ids
+    if fitted is None or (truncated and overflow == "drop"):
+        return None
+    return Encoded(fitted + target_ids, [IGNORE_INDEX] * len(fitted) + target_ids, truncated)
+
+
+def pad_right(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded training batch: input_ids, attention_mask, labels."""
+    width = max(len(item.input_ids) for item in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, item in enumerate(batch):
+        n = len(item.input_ids)
+        ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

@@ -1,0 +1,1 @@
+"""Accuracy: option scoring from next-token logits (fast, no parsing)."""

@@ -1,0 +1,1 @@
+"""Reading logged runs back: the metrics CSV and offline W&B run files."""

@@ -1,0 +1,39 @@
+"""Optimizers for adapters: SGD or AdamW, plain or Riemannian-preconditioned (SPEC §3).
+
+The eight variants are named as in the paper (`OPTIMIZER_NAMES`): sgd, gsgd, rsgd, grsgd,
+adamw, gadamw, radamw, gradamw = base {sgd, adamw} x preconditioner {none, riemannian} x
+gate_rescale {off, on}. The "g" switch lives in the adapter forward; `build_optimizer` sets it.
+
+The Python API (what the Hydra entry points use too)::
+
+    from loralab.optim import build_optimizer, validate_optimizer_config
+
+    cfg = {"name": "grsgd", "lr": 3e-5, "router_lr": 3e-8,
+           "scheduler": {"name": "linear", "warmup_steps": 0, "final_lr_fraction": 0.1}}
+    validate_optimizer_config(cfg)              # before loading any model; returns a full dict
+    optimizer, scheduler = build_optimizer(model, cfg, total_steps=2000)
+    loss.backward(); optimizer.step(); scheduler.step(); optimizer.zero_grad()
+
+`optimizer` is an `AdapterOptimizer` (a torch.optim.Optimizer) with param groups `experts`
+(lora_A, lora_B, mixer) and `router` (router weights: own base optimizer and lr, gradient-norm
+clipping inside `step()`); its `state_dict()` round-trips through `torch.load(weights_only=True)`.
+Do not clip gradients outside it (e.g. Lightning's gradient_clip_val): experts are never clipped.
+Lower-level pieces: `AdapterOptimizer(layers, lr=..., ...)` over `adapter_modules(model)`,
+`precondition(layers, "A" | "B", delta, step)` and `build_scheduler(optimizer, name, ...)`.
+"""
+
+from loralab.optim.factory import OPTIMIZER_NAMES, build_optimizer, validate_optimizer_config
+from loralab.optim.optimizer import AdapterOptimizer
+from loralab.optim.preconditioner import precondition
+from loralab.optim.schedulers import SCHEDULER_NAMES, build_scheduler, lr_factor
+
+__all__ = [
+    "OPTIMIZER_NAMES",
+    "SCHEDULER_NAMES",
+    "AdapterOptimizer",
+    "build_optimizer",
+    "build_scheduler",
+    "lr_factor",
+    "precondition",
+    "validate_optimizer_config",
+]

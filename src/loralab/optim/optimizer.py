@@ -1,0 +1,190 @@
+"""`AdapterOptimizer`: SGD or AdamW, plain or Riemannian-preconditioned, with a router group.
+
+Two parameter groups (a group is left out when it has no trainable parameter):
+
+- `experts` (every `lora_A`, `lora_B`, `mixer`): base `sgd` or `adamw`; with `riemannian`, the
+  gradients of A and B are replaced by their preconditioned versions (see `preconditioner`)
+  before the base update: RSGD is `p -= lr * G'`, RAdamW builds both moments from G'. The
+  mixer's gradient is used raw. Experts are never clipped.
+- `router` (every router weight): its own base optimizer and learning rate, never
+  preconditioned; its gradients are clipped to total norm `clip` inside `step()` (None or 0:
+  no clipping), as the reference does for the gate.
+
+Both groups share `weight_decay`, `momentum`, `betas`, `eps` and `bias_correction`.
+
+- SGD: `g = G + weight_decay * p` (L2, as torch.optim.SGD), optional heavy-ball momentum
+  (no dampening, no Nesterov), `p -= lr * g`; identical to torch.optim.SGD on raw gradients.
+- AdamW: torch.optim.AdamW's update (decoupled weight decay `p *= 1 - lr * weight_decay`,
+  bias-corrected moments, eps added after the bias-corrected square root). With
+  `bias_correction=False` (the Riemannian reference's quirk) the update is
+  `p -= lr * m / (sqrt(v) + eps)`.
+
+`precondition_b_with_updated_a=True` reproduces the reference's other quirk: A is updated first
+and B's preconditioner is computed from the updated A (the mixer is updated together with B).
+By default both preconditioners come from the pre-step A and B.
+
+Pairing comes from the `AdapterLinear` modules the optimizer is built with (kept in `layers`,
+outside `param_groups`), never from parameter order. Only parameters with `requires_grad` and a
+gradient are updated. `state_dict()` holds the per-parameter moments, momentum buffers and
+AdamW step counts plus each group's hyperparameters and `step` counter, so an optimizer built
+the same way on a fresh model resumes exactly after `load_state_dict()`.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from loralab.adapters import AdapterLinear
+from loralab.optim.preconditioner import precondition
+
+BASES = ("sgd", "adamw")
+
+
+class AdapterOptimizer(torch.optim.Optimizer):
+    def __init__(
+        self,
+        layers: Sequence[tuple[str, AdapterLinear]],
+        *,
+        lr: float,
+        base: str = "sgd",
+        riemannian: bool = False,
+        delta: float = 1e-6,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        bias_correction: bool = True,
+        precondition_b_with_updated_a: bool = False,
+        router_lr: float | None = None,
+        router_base: str | None = None,
+        router_clip: float | None = 1.0,
+    ):
+        for key, value in (("base", base), ("router_base", router_base or base)):
+            if value not in BASES:
+                raise ValueError(f"{key}={value!r} is invalid: must be one of {', '.join(BASES)}")
+        self.layers = list(layers)
+        experts = [
+            p
+            for _, layer in self.layers
+            for p in (layer.lora_A, layer.lora_B, layer.mixer)
+            if p is not None and p.requires_grad
+        ]
+        routers = [
+            layer.router.weight
+            for _, layer in self.layers
+            if layer.router is not None and layer.router.weight.requires_grad
+        ]
+        groups = []
+        if experts:
+            groups.append(
+                {
+                    "params": experts,
+                    "name": "experts",
+                    "base": base,
+                    "lr": lr,
+                    "riemannian": riemannian,
+                    "delta": delta,
+                    "precondition_b_with_updated_a": precondition_b_with_updated_a,
+                }
+            )
+        if routers:
+            groups.append(
+                {
+                    "params": routers,
+                    "name": "router",
+                    "base": router_base or base,
+                    "lr": lr if router_lr is None else router_lr,
+                    "clip": router_clip,
+                }
+            )
+        if not groups:
+            raise ValueError("no trainable adapter parameters: inject adapters before building")
+        defaults = {
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "betas": tuple(betas),
+            "eps": eps,
+            "bias_correction": bias_correction,
+            "riemannian": False,
+            "step": 0,
+        }
+        super().__init__(groups, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            group["step"] += 1
+            if group["riemannian"]:
+                self._riemannian_step(group)
+                continue
+            params = [p for p in group["params"] if _has_grad(p)]
+            if group.get("clip"):
+                torch.nn.utils.clip_grad_norm_(params, group["clip"])
+            self._update(group, [(p, p.grad) for p in params])
+        return loss
+
+    def _riemannian_step(self, group: dict) -> None:
+        mixers = [(m.mixer, m.mixer.grad) for _, m in self.layers if _has_grad(m.mixer)]
+        a_pairs = self._preconditioned(group, "A")
+        if group["precondition_b_with_updated_a"]:
+            self._update(group, a_pairs)  # A moves first, B's preconditioner sees the new A
+            self._update(group, self._preconditioned(group, "B") + mixers)
+        else:
+            self._update(group, a_pairs + self._preconditioned(group, "B") + mixers)
+
+    def _preconditioned(self, group: dict, factor: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, preconditioned gradient) for lora_A or lora_B of every layer with a grad."""
+        attribute = f"lora_{factor}"
+        layers = [(n, m) for n, m in self.layers if _has_grad(getattr(m, attribute))]
+        grads = precondition(layers, factor, group["delta"], group["step"])
+        return [(getattr(m, attribute), g) for (_, m), g in zip(layers, grads, strict=True)]
+
+    def _update(self, group: dict, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        if group["base"] == "sgd":
+            self._sgd(group, pairs)
+        else:
+            self._adamw(group, pairs)
+
+    def _sgd(self, group, pairs) -> None:
+        lr, weight_decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+        for param, grad in pairs:
+            if weight_decay:
+                grad = grad.add(param, alpha=weight_decay)
+            if momentum:
+                state = self.state[param]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = grad.clone()
+                else:
+                    state["momentum_buffer"].mul_(momentum).add_(grad)
+                grad = state["momentum_buffer"]
+            param.add_(grad, alpha=-lr)
+
+    def _adamw(self, group, pairs) -> None:
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        for param, grad in pairs:
+            state = self.state[param]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(param)
+                state["exp_avg_sq"] = torch.zeros_like(param)
+            state["step"] += 1
+            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+            param.mul_(1 - lr * group["weight_decay"])
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            if group["bias_correction"]:
+                step_size = lr / (1 - beta1 ** state["step"])
+                denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** state["step"])).add_(eps)
+            else:
+                step_size = lr
+                denom = exp_avg_sq.sqrt().add_(eps)
+            param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _has_grad(param: torch.Tensor | None) -> bool:
+    return param is not None and param.requires_grad and param.grad is not None

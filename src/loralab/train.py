@@ -1,0 +1,149 @@
+"""``loralab-train``: compose the Hydra config, train the adapters, write every output.
+
+Flow: validate the whole config (exit 2 on any bad value, before anything loads) -> model ->
+adapters -> task data -> Lightning Trainer (test before, fit, test after) -> adapter files,
+curves PNG, summary table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from loralab.validation import ConfigError, validate_config
+
+log = logging.getLogger("loralab")
+
+CONF_DIR = os.environ.get("LORALAB_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train as ``cfg`` says, writing outputs into ``run_dir``; returns the summary."""
+    import lightning as L
+    import torch
+
+    from loralab.adapters import AdapterConfig, inject_adapters, save_adapter
+    from loralab.data.datamodule import TaskDataModule
+    from loralab.data.tasks import build_task
+    from loralab.loggers import build_loggers, metrics_path
+    from loralab.models import load_model
+    from loralab.module import AdapterModule
+    from loralab.plotting import plot_run_curves
+
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    adapter_values = dict(resolved["adapter"], gate_rescale=resolved["optimizer"]["gate_rescale"])
+    adapter_cfg = AdapterConfig.from_mapping(adapter_values)
+
+    model, tokenizer = load_model(resolved["model"])
+    layers = inject_adapters(model, adapter_cfg)
+    model.train()  # Lightning keeps the mode it finds; adapter dropout needs train mode
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("wrapped %d linear modules; %s trainable parameters", len(layers), f"{trainable:,}")
+
+    task = build_task(resolved["task"])
+    data_cfg = dict(resolved["data"], seed=cfg.seed)
+    datamodule = TaskDataModule(task, tokenizer, data_cfg)
+    module = AdapterModule(
+        model, resolved["optimizer"], router_stats_every=cfg.evaluation.router_stats_every
+    )
+    loggers = build_loggers(resolved["logger"], run_dir, cfg.run_name, resolved)
+    trainer = L.Trainer(**resolved["trainer"], logger=loggers, default_root_dir=run_dir)
+
+    before = None
+    if cfg.evaluation.before_training:
+        before = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"]
+    trainer.fit(module, datamodule=datamodule)
+    after = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"]
+    for logger in loggers:
+        logger.finalize("success")
+
+    adapter_dir = run_dir / "adapter"
+    save_adapter(model, adapter_dir, adapter_cfg)
+    curves = plot_run_curves(metrics_path(run_dir), run_dir / "curves.png", title=cfg.run_name)
+    summary = {
+        "run_name": cfg.run_name,
+        "test_acc_before": before,
+        "test_acc_after": after,
+        "steps": trainer.global_step,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "trainable_parameters": trainable,
+        "run_dir": str(run_dir),
+        "metrics_csv": str(metrics_path(run_dir)),
+        "adapter_dir": str(adapter_dir),
+        "curves_png": str(curves),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _close_wandb()
+    return summary
+
+
+def _close_wandb() -> None:
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def format_summary(summary: dict) -> str:
+    """The short table printed at the end of a run."""
+    before = summary["test_acc_before"]
+    rows = [
+        ("test accuracy before", "n/a" if before is None else f"{100 * before:.1f}%"),
+        ("test accuracy after", f"{100 * summary['test_acc_after']:.1f}%"),
+        ("steps", str(summary["steps"])),
+        ("wall time", f"{summary['wall_time_s']:.0f} s"),
+        ("trainable parameters", f"{summary['trainable_parameters']:,}"),
+        ("run directory", summary["run_dir"]),
+        ("metrics", summary["metrics_csv"]),
+        ("adapter", summary["adapter_dir"]),
+        ("curves", summary["curves_png"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    rule = "-" * (width + 4 + max(len(v) for _, v in rows))
+    return "\n".join([rule, f"  loralab run: {summary['run_name']}", rule, *lines, rule])
+
+
+def _quiet_known_warnings() -> None:
+    """Silence third-party warnings that say nothing actionable about a loralab run."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        validate_config(cfg)
+    except ConfigError as err:
+        print(f"loralab-train: {err}", file=sys.stderr)
+        sys.exit(2)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    summary = run(cfg, run_dir)
+    print(format_summary(summary))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_known_warnings()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Fail fast: check the whole composed config before any model or data loads.
+
+Every problem is reported at once, each naming the key, the bad value and what is allowed;
+the entry points turn a ``ConfigError`` into exit code 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """One or more invalid config values (the message lists them all)."""
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` listing every invalid value in a composed training config."""
+    from loralab.adapters import AdapterConfig, resolve_targets
+    from loralab.data.encoding import OVERFLOW_MODES
+    from loralab.models.loading import DTYPES, SOURCES, linear_module_names
+    from loralab.optim import validate_optimizer_config
+
+    errors: list[str] = []
+
+    def check(fn):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return fn()
+        except (ValueError, KeyError, TypeError) as err:
+            errors.append(str(err).strip("'\""))
+            return None
+
+    model = _plain(cfg["model"])
+    if model["source"] not in SOURCES:
+        errors.append(f"model.source={model['source']!r} must be one of {list(SOURCES)}")
+    if model["dtype"] not in DTYPES:
+        errors.append(f"model.dtype={model['dtype']!r} must be one of {list(DTYPES)}")
+    adapter = check(lambda: AdapterConfig.from_mapping(_plain(cfg["adapter"])))
+    check(lambda: validate_optimizer_config(_plain(cfg["optimizer"])))
+    names = check(lambda: linear_module_names(model))
+    if adapter is not None and names is not None:
+        check(lambda: resolve_targets(adapter.target_modules, names))
+
+    data = cfg["data"]
+    for key in ("batch_size", "eval_batch_size"):
+        if not isinstance(data[key], int) or data[key] < 1:
+            errors.append(f"data.{key}={data[key]!r} must be an integer >= 1")
+    if not isinstance(data["max_length"], int) or data["max_length"] < 16:
+        errors.append(f"data.max_length={data['max_length']!r} must be an integer >= 16")
+    if data["overflow"] not in OVERFLOW_MODES:
+        errors.append(f"data.overflow={data['overflow']!r} must be one of {list(OVERFLOW_MODES)}")
+    max_steps = cfg["trainer"]["max_steps"]
+    if not isinstance(max_steps, int) or max_steps < 1:
+        errors.append(f"trainer.max_steps={max_steps!r} must be an integer >= 1")
+    from loralab.data.tasks import TASK_NAMES
+
+    if cfg["task"]["name"] not in TASK_NAMES:
+        errors.append(f"task.name={cfg['task']['name']!r} must be one of {list(TASK_NAMES)}")
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))

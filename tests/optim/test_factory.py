@@ -1,0 +1,118 @@
+"""Config validation (before any model exists), the shipped configs, and build-time errors."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from loralab.adapters import adapter_modules
+from loralab.optim import OPTIMIZER_NAMES, build_optimizer, validate_optimizer_config
+from loralab.optim.factory import KEYS, SCHEDULER_KEYS
+
+from .helpers import adapted_llama
+
+CONF = Path(__file__).parents[2] / "conf" / "optimizer"
+GOOD = {"name": "rsgd", "lr": 0.1}
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_shipped_configs_are_complete_and_valid(name):
+    raw = yaml.safe_load((CONF / f"{name}.yaml").read_text())
+    assert set(raw) == set(KEYS)  # every key explicit
+    assert set(raw["scheduler"]) == set(SCHEDULER_KEYS)
+    cfg = validate_optimizer_config(OmegaConf.load(CONF / f"{name}.yaml"))
+    assert cfg["name"] == name
+    assert cfg["router_lr"] == 3e-8 and cfg["delta"] == 1e-6 and cfg["router_clip"] == 1.0
+    assert cfg["lr"] == (3e-5 if cfg["base"] == "sgd" else 1e-5)
+    assert cfg["scheduler"] == {"name": "linear", "warmup_steps": 0, "final_lr_fraction": 0.1}
+
+
+def test_defaults_follow_the_name():
+    cfg = validate_optimizer_config({"name": "gradamw", "lr": 1e-5})
+    assert (cfg["base"], cfg["riemannian"], cfg["gate_rescale"]) == ("adamw", True, True)
+    assert cfg["router_lr"] is None and cfg["scheduler"] is None and cfg["betas"] == (0.9, 0.999)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"name": "adam"}, "name='adam'.*sgd, gsgd, rsgd, grsgd, adamw, gadamw, radamw, gradamw"),
+        ({"name": None}, "optimizer.name=None"),
+        ({"lr": 0}, r"optimizer.lr=0 is invalid: must be a number > 0"),
+        ({"lr": -1e-3}, "optimizer.lr=-0.001"),
+        ({"lr": "fast"}, "optimizer.lr='fast'"),
+        ({"lr": True}, "optimizer.lr=True"),
+        ({"delta": 0.0}, r"optimizer.delta=0.0 is invalid: must be a number > 0"),
+        ({"router_lr": -1.0}, "optimizer.router_lr=-1.0 is invalid"),
+        ({"betas": [0.9]}, r"optimizer.betas=\[0.9\] is invalid: must be two numbers in \[0, 1\)"),
+        ({"betas": [0.9, 1.0]}, "optimizer.betas"),
+        ({"betas": "0.9,0.99"}, "optimizer.betas"),
+        ({"eps": 0}, "optimizer.eps=0"),
+        ({"momentum": 1.0}, r"optimizer.momentum=1.0 is invalid: must be a number in \[0, 1\)"),
+        ({"weight_decay": -0.1}, "optimizer.weight_decay=-0.1"),
+        ({"router_clip": -1}, "optimizer.router_clip=-1"),
+        ({"base": "adam"}, "optimizer.base='adam' is invalid: must be one of sgd, adamw"),
+        ({"router_optimizer": "lion"}, "optimizer.router_optimizer='lion'"),
+        ({"bias_correction": "yes"}, "optimizer.bias_correction='yes' is invalid: must be true"),
+        ({"riemannian": False}, "name='rsgd' means .*riemannian=True.*optimizer='sgd'"),
+        ({"gate_rescale": True}, "that is optimizer='grsgd'"),
+        ({"learning_rate": 0.1}, r"unknown optimizer key\(s\) \['learning_rate'\]; allowed keys"),
+        ({"scheduler": {"name": "step"}}, "scheduler.name='step'.*linear, cosine, constant"),
+        ({"scheduler": {"warmup_steps": 2}}, "scheduler.name=None"),
+        ({"scheduler": {"name": "linear", "warmup": 2}}, r"unknown optimizer.scheduler key\(s\)"),
+        ({"scheduler": {"name": "linear", "warmup_steps": -1}}, "scheduler.warmup_steps=-1"),
+        ({"scheduler": {"name": "linear", "warmup_steps": 1.5}}, "scheduler.warmup_steps=1.5"),
+        ({"scheduler": {"name": "cosine", "final_lr_fraction": 2}}, "final_lr_fraction=2"),
+        ({"scheduler": "linear"}, "optimizer.scheduler must be a mapping"),
+    ],
+)
+def test_bad_values_name_key_value_and_what_is_allowed(override, match):
+    with pytest.raises(ValueError, match=match):
+        validate_optimizer_config(GOOD | override)
+
+
+def test_lr_is_required():
+    with pytest.raises(ValueError, match="optimizer.lr is required"):
+        validate_optimizer_config({"name": "sgd"})
+
+
+@pytest.mark.parametrize(("name", "on"), [("gsgd", True), ("sgd", False)])
+def test_factory_sets_gate_rescale_on_every_adapter(name, on):
+    model = adapted_llama("moe_lora")
+    for _, layer in adapter_modules(model):
+        layer.gate_rescale = not on
+    build_optimizer(model, {"name": name, "lr": 0.1})
+    assert all(layer.gate_rescale is on for _, layer in adapter_modules(model))
+
+
+def test_groups_and_no_scheduler_without_config():
+    model = adapted_llama("moe_moslora")
+    optimizer, scheduler = build_optimizer(model, {"name": "radamw", "lr": 1e-5, "router_lr": 3e-8})
+    assert scheduler is None
+    experts, router = optimizer.param_groups
+    assert (experts["name"], experts["riemannian"], experts["lr"]) == ("experts", True, 1e-5)
+    assert (router["name"], router["riemannian"], router["lr"]) == ("router", False, 3e-8)
+    assert len(experts["params"]) == 3 * 8 and len(router["params"]) == 8
+
+
+def test_model_without_adapters_is_an_error(tiny_llama):
+    with pytest.raises(ValueError, match="no adapter layers"):
+        build_optimizer(tiny_llama, GOOD)
+
+
+def test_riemannian_without_trainable_pairs_is_an_error():
+    model = adapted_llama("moe_lora")
+    for _, layer in adapter_modules(model):
+        layer.lora_A.requires_grad_(False)
+        layer.lora_B.requires_grad_(False)
+    with pytest.raises(ValueError, match="'rsgd' is Riemannian but .* no trainable adapter"):
+        build_optimizer(model, GOOD)
+    build_optimizer(model, {"name": "sgd", "lr": 0.1})  # the router alone trains plainly
+
+
+def test_trainable_parameters_outside_adapters_are_an_error():
+    model = adapted_llama("lora")
+    model.lm_head.weight.requires_grad_(True)
+    with pytest.raises(ValueError, match="lm_head.weight"):
+        build_optimizer(model, GOOD)

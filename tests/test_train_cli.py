@@ -1,0 +1,106 @@
+"""End to end through the real console script: outputs, offline W&B run, fail-fast config errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from loralab.logs.wandb_offline import find_run_file, read_history
+
+TRAIN = [sys.executable, "-m", "loralab.train"]
+
+
+def train_cli(args, tmp_path, **env):
+    environ = dict(os.environ, WANDB_MODE="offline", LORALAB_CACHE=str(tmp_path / "cache"), **env)
+    return subprocess.run(
+        [*TRAIN, *args], capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    run_dir = tmp / "run"
+    done = train_cli(
+        [
+            "model=tiny_llama",
+            "task=demo",
+            "trainer.max_steps=20",
+            "trainer.val_check_interval=10",
+            f"hydra.run.dir={run_dir}",
+        ],
+        tmp,
+        WANDB_DIR=str(tmp / "wandb-default"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir, done.stdout
+
+
+def test_tiny_run_writes_every_output(tiny_run):
+    run_dir, stdout = tiny_run
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    train_rows = metrics.dropna(subset=["train/loss"])
+    assert train_rows["step"].tolist() == list(range(20))
+    assert metrics["val/acc"].notna().sum() == 2  # at steps 10 and 20
+    assert metrics["test/acc"].notna().sum() == 2  # before and after training
+    assert (run_dir / "curves.png").stat().st_size > 10_000
+    config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert config["kind"] == "moe_lora" and config["gate_rescale"] is True
+    tensors = load_file(run_dir / "adapter" / "adapter.safetensors")
+    assert any("lora_A" in k for k in tensors) and any("router" in k for k in tensors)
+    assert not any("base" in k for k in tensors), "frozen base weights leaked into adapter file"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 20
+    assert "test accuracy after" in stdout and str(run_dir) in stdout
+
+
+def test_offline_wandb_run_holds_logged_metrics(tiny_run):
+    run_dir, _ = tiny_run
+    rows = read_history(find_run_file(run_dir))
+    keys = set().union(*rows)
+    assert {"train/loss", "val/loss", "val/acc", "test/acc", "router/entropy"} <= keys
+    losses = [row["train/loss"] for row in rows if "train/loss" in row]
+    csv_losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist()
+    assert losses == pytest.approx(csv_losses, rel=1e-6)
+
+
+def test_help_lists_groups(tmp_path):
+    done = train_cli(["--help"], tmp_path)
+    assert done.returncode == 0
+    for group in ["model", "adapter", "optimizer", "task", "trainer", "logger", "experiment"]:
+        assert f"{group}:" in done.stdout
+    assert "moe_lora" in done.stdout and "gradamw" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("adapter.rank=0", "adapter.rank=0"),
+        ("optimizer.lr=-1", "optimizer.lr"),
+        ("adapter.target_modules=[nonexistent_proj]", "nonexistent_proj"),
+        ("adapter.top_k=30", "adapter.top_k=30"),
+        ("data.batch_size=0", "data.batch_size=0"),
+    ],
+)
+def test_bad_values_fail_before_any_model_loads(tmp_path, override, fragment):
+    """Default model (the embedded one): had it started loading, the cache would be filled."""
+    done = train_cli([override], tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert fragment in done.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_unknown_option_lists_the_allowed_ones(tmp_path):
+    done = train_cli(["adapter=nope"], tmp_path)
+    assert done.returncode != 0
+    assert "nope" in done.stderr and "moe_lora" in done.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_unknown_key_is_refused(tmp_path):
+    done = train_cli(["adapter.rnak=4"], tmp_path)
+    assert done.returncode != 0 and "rnak" in done.stderr
