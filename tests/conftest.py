@@ -5,6 +5,10 @@ import os
 import pytest
 import torch
 
+# One intra-op thread: tests use tiny models, and on a small shared CPU OpenMP threads spinning
+# against other processes made suites about 20x slower.
+torch.set_num_threads(1)
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

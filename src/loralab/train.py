@@ -24,8 +24,8 @@ log = logging.getLogger("loralab")
 CONF_DIR = os.environ.get("LORALAB_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train as ``cfg`` says, writing outputs into ``run_dir``; returns the summary."""
+def run(cfg: DictConfig, run_dir: Path):
+    """Train as ``cfg`` says, writing outputs into ``run_dir``; returns (summary, model)."""
     import lightning as L
     import torch
 
@@ -84,7 +84,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _close_wandb()
-    return summary
+    return summary, model
 
 
 def _close_wandb() -> None:
@@ -134,7 +134,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(2)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run(cfg, run_dir)
+    summary, _ = run(cfg, run_dir)
     print(format_summary(summary))
 
 

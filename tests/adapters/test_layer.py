@@ -157,3 +157,18 @@ def test_dropout_uses_one_mask_for_all_experts():
     layer.drop.register_forward_hook(lambda mod, inp, out: calls.append(out))
     layer.train()(torch.randn(4, D_IN, dtype=torch.float64))
     assert len(calls) == 1
+
+
+def test_gate_rescaled_backward_under_cpu_bf16_autocast():
+    """bf16-mixed training (trainer.precision=bf16-mixed) runs the fused backward."""
+    torch.manual_seed(0)
+    config = AdapterConfig(kind="moe_lora", rank=2, num_experts=4, top_k=2, gate_rescale=True)
+    layer = AdapterLinear(nn.Linear(8, 6), config)
+    nn.init.normal_(layer.lora_B)
+    x = torch.randn(3, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    y.float().sum().backward()
+    assert y.dtype == torch.bfloat16
+    for grad in (x.grad, layer.lora_A.grad, layer.lora_B.grad, layer.router.weight.grad):
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -24,6 +24,12 @@ from torch.autograd.function import once_differentiable
 def gated_product(m, g_exp, b_cat, scale: float, rescale: bool) -> torch.Tensor:
     """`scale * (g_exp * m) @ b_cat.T`, with the gate-rescaled backward when `rescale`."""
     if rescale:
+        # Under autocast the saved tensors must share the compute dtype, or the backward
+        # (which runs outside autocast) would mix bf16 and float32 operands.
+        device = m.device.type
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+            m, g_exp, b_cat = m.to(dtype), g_exp.to(dtype), b_cat.to(dtype)
         return _GateRescaledProduct.apply(m, g_exp, b_cat, scale)
     return scale * (g_exp * m) @ b_cat.T
 
