@@ -25,7 +25,8 @@ def compose_train(overrides: list[str]):
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_every_option_composes_and_validates(group, option):
-    cfg = compose_train([f"{group}={option}"])
+    extra = ["optimizer=adamw"] if option in ("fsdp", "deepspeed") else []  # see test below
+    cfg = compose_train([f"{group}={option}", *extra])
     OmegaConf.resolve(cfg)
     validate_config(cfg)
     if group != "experiment":
@@ -43,3 +44,11 @@ def test_default_is_the_papers_method():
     assert cfg.optimizer.riemannian and cfg.optimizer.gate_rescale
     assert cfg.model.name == "smollm2_135m"
     assert cfg.task.name == "demo"
+
+
+def test_sharded_trainers_refuse_riemannian_optimizers():
+    from loralab.validation import ConfigError
+
+    for trainer in ("fsdp", "deepspeed"):
+        with pytest.raises(ConfigError, match="preconditions whole"):
+            validate_config(compose_train([f"trainer={trainer}", "optimizer=grsgd"]))

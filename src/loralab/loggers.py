@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 METRICS_FILE = "metrics.csv"
@@ -32,14 +33,24 @@ def _logged_in() -> bool:
 
 
 def build_loggers(
-    logger_cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: dict
+    logger_cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: dict, resume: bool = False
 ) -> list[Logger]:
-    """CSV logger writing ``run_dir/metrics.csv`` plus, if enabled, a W&B run in ``run_dir``."""
+    """CSV logger writing ``run_dir/metrics.csv`` plus, if enabled, a W&B run in ``run_dir``.
+
+    The W&B run id is kept in ``run_dir/wandb_run_id``; a resumed run continues that W&B run
+    instead of starting a duplicate.
+    """
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="", version="")]
     wandb_cfg = logger_cfg["wandb"]
     if wandb_cfg["enabled"]:
         mode = wandb_mode(wandb_cfg["mode"])
         os.environ["WANDB_MODE"] = mode
+        id_file = Path(run_dir) / "wandb_run_id"
+        if not (resume and id_file.is_file()):
+            from wandb.util import generate_id
+
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            id_file.write_text(generate_id())
         loggers.append(
             WandbLogger(
                 save_dir=str(run_dir),
@@ -51,6 +62,8 @@ def build_loggers(
                 offline=mode == "offline",
                 mode=mode,
                 config=config,
+                id=id_file.read_text().strip(),
+                resume="allow",
             )
         )
     return loggers
@@ -58,3 +71,19 @@ def build_loggers(
 
 def metrics_path(run_dir: Path) -> Path:
     return Path(run_dir) / METRICS_FILE
+
+
+def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
+    """Drop rows logged at or after ``from_step`` (written after the checkpoint a run resumes
+    from), so a resumed run's CSV holds every step exactly once."""
+    if not metrics_csv.is_file():
+        return
+    frame = pd.read_csv(metrics_csv)
+    frame[frame["step"] < from_step].to_csv(metrics_csv, index=False)
+
+
+def first_and_last(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:
+    """First and last logged value of ``column`` (e.g. test accuracy before and after)."""
+    frame = pd.read_csv(metrics_csv)
+    values = frame[column].dropna().tolist() if column in frame else []
+    return (values[0], values[-1]) if values else (None, None)

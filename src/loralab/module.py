@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import random
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,36 +37,80 @@ def answer_loss(model, batch) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets)
 
 
+class NonFiniteError(FloatingPointError):
+    """A NaN or infinite loss or gradient (the message names the step)."""
+
+
 class AdapterModule(L.LightningModule):
-    """Trains the adapters of ``model``; the frozen base is never updated or checkpointed."""
+    """Trains the adapters of ``model``; the frozen base is never updated or checkpointed.
+
+    ``nonfinite="stop"`` raises ``NonFiniteError`` on a NaN/inf loss or gradient (the last good
+    checkpoint stays); ``"skip"`` drops that batch's update and counts it in ``train/skipped``.
+    ``nan_at_step`` plants a NaN loss at one step, to test exactly that; ``kill_at_step``
+    SIGKILLs the process at one step, to test resuming.
+    """
 
     def __init__(
         self,
         model,
         optimizer_cfg: Mapping[str, Any],
         router_stats_every: int = 10,
+        nonfinite: str = "stop",
+        nan_at_step: int | None = None,
+        kill_at_step: int | None = None,
     ):
         super().__init__()
         self.model = model
         self.optimizer_cfg = optimizer_cfg
         self.router_stats_every = router_stats_every
+        self.nonfinite = nonfinite
+        self.nan_at_step = nan_at_step
+        self.kill_at_step = kill_at_step
+        self.skipped = 0
+        self.strict_loading = False  # checkpoints hold the adapters only
 
     def training_step(self, batch, batch_idx):
         from loralab.adapters import auxiliary_loss, collect_router_stats, enable_router_stats
 
+        if self.global_step == self.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
         log_router = self.router_stats_every > 0 and self.global_step % self.router_stats_every == 0
         enable_router_stats(self.model, log_router)
         loss = answer_loss(self.model, batch)
+        if self.global_step == self.nan_at_step:
+            loss = loss * float("nan")
         aux = auxiliary_loss(self.model)
         total = loss if aux is None else loss + aux
         size = batch["input_ids"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        if not torch.isfinite(total):
+            return self._non_finite(f"loss is {total.item()}")
+        sync = self.trainer.world_size > 1
+        self.log("train/loss", loss, prog_bar=True, batch_size=size, sync_dist=sync)
         if aux is not None:
             self.log("train/aux_loss", aux, batch_size=size)
         if log_router:
             self.log_dict(collect_router_stats(self.model), batch_size=size)
             enable_router_stats(self.model, False)
         return total
+
+    def _non_finite(self, what: str) -> None:
+        message = f"non-finite training at step {self.global_step}: {what}"
+        if self.nonfinite == "stop":
+            raise NonFiniteError(message)
+        self.skipped += 1
+        self.log("train/skipped", float(self.skipped), batch_size=1)
+        return None  # Lightning skips the optimizer step for this batch
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        for name, param in self.model.named_parameters():
+            if param.grad is not None and not torch.isfinite(param.grad).all():
+                if self.nonfinite == "stop":
+                    raise NonFiniteError(
+                        f"non-finite training at step {self.global_step}: gradient of {name}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                self._non_finite(f"gradient of {name}")
+                return
 
     def on_train_batch_start(self, batch, batch_idx):
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
@@ -98,8 +145,41 @@ class AdapterModule(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    def _adapter_keys(self) -> set[str]:
+        return {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep only trainable (adapter) tensors: the frozen base is reloaded from its source."""
-        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
-        state = checkpoint["state_dict"]
-        checkpoint["state_dict"] = {k: v for k, v in state.items() if k in trainable}
+        """Keep only trainable (adapter) tensors: the frozen base is reloaded from its source.
+        RNG states go along so dropout continues exactly as in an uninterrupted run."""
+        keep = self._adapter_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["loralab_rng"] = rng_state()
+        checkpoint["loralab_skipped"] = self.skipped
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        missing = sorted(self._adapter_keys() - set(checkpoint["state_dict"]))
+        if missing:
+            raise KeyError(
+                f"checkpoint lacks {len(missing)} adapter tensors (e.g. {missing[0]}): it was "
+                "written for a different adapter or target_modules config"
+            )
+        if "loralab_rng" in checkpoint:
+            set_rng_state(checkpoint["loralab_rng"])
+        self.skipped = checkpoint.get("loralab_skipped", 0)
+
+
+def rng_state() -> dict:
+    """Python, torch (CPU and CUDA) RNG states as tensors and plain values."""
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    state["python_version"] = random.getstate()[0]
+    state["python_gauss"] = random.getstate()[2]
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

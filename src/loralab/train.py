@@ -21,6 +21,9 @@ from loralab.validation import ConfigError, validate_config
 
 log = logging.getLogger("loralab")
 
+EXIT_CONFIG, EXIT_NONFINITE = 2, 3
+_task_started = False
+
 CONF_DIR = os.environ.get("LORALAB_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
 
 
@@ -28,16 +31,30 @@ def run(cfg: DictConfig, run_dir: Path):
     """Train as ``cfg`` says, writing outputs into ``run_dir``; returns (summary, model)."""
     import lightning as L
     import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from loralab.adapters import AdapterConfig, inject_adapters, save_adapter
+    from loralab.checkpointing import (
+        CHECKPOINT_DIR,
+        LAST,
+        AtomicCheckpointIO,
+        find_resume_checkpoint,
+        safe_load,
+    )
     from loralab.data.datamodule import TaskDataModule
     from loralab.data.tasks import build_task
-    from loralab.loggers import build_loggers, metrics_path
+    from loralab.loggers import build_loggers, first_and_last, metrics_path, truncate_metrics
     from loralab.models import load_model
     from loralab.module import AdapterModule
     from loralab.plotting import plot_run_curves
 
     started = time.perf_counter()
+    checkpoint = find_resume_checkpoint(cfg.resume, run_dir)
+    if checkpoint is not None:
+        run_dir = checkpoint.parent.parent  # continue in the run directory that wrote it
+        resumed_step = safe_load(checkpoint)["global_step"]
+        truncate_metrics(metrics_path(run_dir), resumed_step)
+        log.info("resuming %s from step %d (%s)", run_dir, resumed_step, checkpoint)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -54,18 +71,43 @@ def run(cfg: DictConfig, run_dir: Path):
     data_cfg = dict(resolved["data"], seed=cfg.seed)
     datamodule = TaskDataModule(task, tokenizer, data_cfg)
     module = AdapterModule(
-        model, resolved["optimizer"], router_stats_every=cfg.evaluation.router_stats_every
+        model,
+        resolved["optimizer"],
+        router_stats_every=cfg.evaluation.router_stats_every,
+        nonfinite=cfg.nonfinite,
+        nan_at_step=cfg.debug.nan_at_step,
+        kill_at_step=cfg.debug.kill_at_step,
     )
-    loggers = build_loggers(resolved["logger"], run_dir, cfg.run_name, resolved)
-    trainer = L.Trainer(**resolved["trainer"], logger=loggers, default_root_dir=run_dir)
+    loggers = build_loggers(
+        resolved["logger"], run_dir, cfg.run_name, resolved, resume=checkpoint is not None
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename="step{step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=cfg.checkpoint.every_n_steps or None,
+        save_top_k=1,
+        save_last=True,
+    )
+    trainer = L.Trainer(
+        **resolved["trainer"],
+        logger=loggers,
+        default_root_dir=run_dir,
+        callbacks=[checkpoints],
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # ResumableSampler shards and resumes by itself
+    )
 
-    before = None
-    if cfg.evaluation.before_training:
-        before = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"]
-    trainer.fit(module, datamodule=datamodule)
-    after = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"]
+    if checkpoint is None and cfg.evaluation.before_training:
+        trainer.test(module, datamodule=datamodule, verbose=False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+    trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST)
+    trainer.test(module, datamodule=datamodule, verbose=False)
     for logger in loggers:
         logger.finalize("success")
+    before, after = first_and_last(metrics_path(run_dir), "test/acc")
+    if checkpoint is None and not cfg.evaluation.before_training:
+        before = None
 
     adapter_dir = run_dir / "adapter"
     save_adapter(model, adapter_dir, adapter_cfg)
@@ -128,21 +170,42 @@ def _quiet_known_warnings() -> None:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    global _task_started
+    _task_started = True
     try:
         validate_config(cfg)
     except ConfigError as err:
         print(f"loralab-train: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
+    from loralab.checkpointing import UnsafeCheckpointError
+    from loralab.module import NonFiniteError
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary, _ = run(cfg, run_dir)
+    try:
+        summary, _ = run(cfg, run_dir)
+    except NonFiniteError as err:
+        print(f"loralab-train: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
+        sys.exit(EXIT_NONFINITE)
+    except FloatingPointError as err:  # the preconditioner names the layer and step
+        print(f"loralab-train: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
+        sys.exit(EXIT_NONFINITE)
+    except (UnsafeCheckpointError, FileNotFoundError) as err:
+        print(f"loralab-train: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     print(format_summary(summary))
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
+    input (also Hydra's own: unknown option or key), 3 non-finite loss or gradient."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_known_warnings()
-    _hydra_main()
+    try:
+        _hydra_main()
+    except SystemExit as done:
+        if done.code == 1 and not _task_started:  # Hydra rejected the command line
+            sys.exit(EXIT_CONFIG)
+        raise
 
 
 if __name__ == "__main__":

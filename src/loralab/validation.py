@@ -12,6 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+NONFINITE_POLICIES = ("stop", "skip")
+SHARDING_STRATEGIES = ("fsdp", "deepspeed")
+
 
 class ConfigError(ValueError):
     """One or more invalid config values (the message lists them all)."""
@@ -61,6 +64,23 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     max_steps = cfg["trainer"]["max_steps"]
     if not isinstance(max_steps, int) or max_steps < 1:
         errors.append(f"trainer.max_steps={max_steps!r} must be an integer >= 1")
+    strategy = str(cfg["trainer"].get("strategy", "auto"))
+    if cfg["optimizer"]["riemannian"] and strategy.startswith(SHARDING_STRATEGIES):
+        errors.append(
+            f"trainer.strategy={strategy} shards parameters, but optimizer={cfg['optimizer']['name']}"
+            " preconditions whole (A, B) pairs; use trainer=ddp, or a non-Riemannian optimizer"
+        )
+    every = cfg["checkpoint"]["every_n_steps"]
+    if not isinstance(every, int) or every < 0:
+        errors.append(f"checkpoint.every_n_steps={every!r} must be an integer >= 0 (0 = end only)")
+    if cfg["nonfinite"] not in NONFINITE_POLICIES:
+        errors.append(f"nonfinite={cfg['nonfinite']!r} must be one of {list(NONFINITE_POLICIES)}")
+    resume = cfg["resume"]
+    if resume not in (None, "auto") and not str(resume).endswith(".ckpt"):
+        errors.append(f"resume={resume!r} must be null, auto or a path to a .ckpt file")
+    seed = cfg["seed"]
+    if not isinstance(seed, int) or seed < 0:
+        errors.append(f"seed={seed!r} must be an integer >= 0")
     from loralab.data.tasks import TASK_NAMES
 
     if cfg["task"]["name"] not in TASK_NAMES:

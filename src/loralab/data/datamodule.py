@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from loralab.data.batching import LengthGroupedSampler
 from loralab.data.encoding import encode_example, pad_right
 from loralab.data.tasks import MultipleChoiceTask
 from loralab.evaluation.scoring import option_tokens
@@ -19,7 +20,11 @@ log = logging.getLogger(__name__)
 
 class TaskDataModule(L.LightningDataModule):
     """Right-padded batches (input_ids, attention_mask, labels) plus what option scoring needs:
-    option_offset, option_token_ids and the gold option index."""
+    option_offset, option_token_ids and the gold option index.
+
+    ``records[split]`` keeps the records that were encoded (over-long ones may be dropped), in
+    the order of ``encoded[split]``.
+    """
 
     def __init__(self, task: MultipleChoiceTask, tokenizer, data_cfg: Mapping[str, Any]):
         super().__init__()
@@ -30,23 +35,31 @@ class TaskDataModule(L.LightningDataModule):
         self.batch_size = int(data_cfg["batch_size"])
         self.eval_batch_size = int(data_cfg["eval_batch_size"])
         self.seed = int(data_cfg["seed"])
+        self.sort_by_length = bool(data_cfg.get("sort_by_length", False))
         self.encoded: dict[str, list] = {}
+        self.records: dict[str, list[dict]] = {}
         self.dropped: dict[str, int] = {}
+        self._option_cache: dict[tuple[str, ...], tuple[int, list[int]]] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.encoded:
             return
         for split, records in self.task.splits.items():
-            items, dropped = [], 0
+            items, kept, truncated = [], [], 0
             for record in records:
                 item = self._encode(record)
-                if item is None:
-                    dropped += 1
-                else:
+                if item is not None:
                     items.append(item)
+                    kept.append(record)
+                    truncated += item[0].truncated
+            dropped = len(records) - len(items)
+            if truncated:
+                log.info(
+                    "%s/%s: %d prompts cut on the context side", self.task.name, split, truncated
+                )
             if dropped:
                 log.warning("%s/%s: dropped %d over-long examples", self.task.name, split, dropped)
-            self.encoded[split], self.dropped[split] = items, dropped
+            self.encoded[split], self.records[split], self.dropped[split] = items, kept, dropped
 
     def _encode(self, record):
         task, tok = self.task, self.tokenizer
@@ -54,10 +67,16 @@ class TaskDataModule(L.LightningDataModule):
         example = encode_example(tok, prompt, task.target(record), self.max_length, self.overflow)
         if example is None:
             return None
-        offset, options = option_tokens(tok, task.option_targets(record))
+        offset, options = self._option_tokens(tuple(task.option_targets(record)))
         return example, offset, options, task.gold_index(record)
 
-    def _collate(self, items):
+    def _option_tokens(self, targets: tuple[str, ...]) -> tuple[int, list[int]]:
+        """Option sets repeat (A/B/C..., answer1..4): tokenise each distinct set once."""
+        if targets not in self._option_cache:
+            self._option_cache[targets] = option_tokens(self.tokenizer, list(targets))
+        return self._option_cache[targets]
+
+    def collate(self, items):
         batch = pad_right([example for example, *_ in items], self.tokenizer.pad_token_id)
         width = max(len(options) for _, _, options, _ in items)
         option_ids = torch.full((len(items), width), -1, dtype=torch.long)
@@ -69,14 +88,19 @@ class TaskDataModule(L.LightningDataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        items = self.encoded.get("train")
+        if not items:
+            raise ValueError(
+                f"task {self.task.name!r} has no training examples: its source has no train "
+                "split (or task.max_examples.train is 0); pick a task or source with train data"
+            )
+        if self.sort_by_length:
+            lengths = [len(example.input_ids) for example, *_ in items]
+            order = {"sampler": LengthGroupedSampler(lengths, self.batch_size, self.seed)}
+        else:
+            order = {"shuffle": True, "generator": torch.Generator().manual_seed(self.seed)}
         return DataLoader(
-            self.encoded["train"],
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=generator,
-            collate_fn=self._collate,
-            drop_last=True,
+            items, batch_size=self.batch_size, collate_fn=self.collate, drop_last=True, **order
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -87,5 +111,5 @@ class TaskDataModule(L.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(
-            self.encoded[split], batch_size=self.eval_batch_size, collate_fn=self._collate
+            self.encoded[split], batch_size=self.eval_batch_size, collate_fn=self.collate
         )

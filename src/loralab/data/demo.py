@@ -1,9 +1,11 @@
 """The bundled ``demo`` task: a procedurally generated multiple-choice science quiz.
 
 Same schema as ScienceQA (question, choices, answer index, hint, subject, ...), deterministic for
-a seed. The questions follow a handful of ScienceQA-like templates whose answers follow simple,
-learnable rules (compare two numbers, recall a category from a fixed lexicon, opposite magnetic
-poles attract), so a small model visibly learns it in a few minutes on a CPU.
+a seed. Like many ScienceQA problems, most questions are answered by the context (an experiment's
+result, facts about animals) and the rest by one rule (opposite magnetic poles attract). The
+skill to learn is general (read the context, find the matching option, answer with its letter),
+so a small model visibly learns it within a few minutes on a CPU while the untrained model sits
+near chance.
 """
 
 from __future__ import annotations
@@ -13,93 +15,82 @@ from collections.abc import Iterator
 
 SPLIT_OFFSETS = {"train": 0, "validation": 1, "test": 2}
 
-ANIMALS = {
-    "mammal": ["cow", "dolphin", "bat", "elephant", "fox", "rabbit", "horse", "whale", "lion"],
-    "bird": ["eagle", "penguin", "robin", "ostrich", "parrot", "owl", "duck", "crow", "swan"],
-    "fish": ["salmon", "trout", "shark", "tuna", "goldfish", "cod", "eel", "carp", "herring"],
-    "reptile": ["lizard", "snake", "turtle", "crocodile", "gecko", "iguana", "cobra", "tortoise"],
-    "amphibian": ["frog", "toad", "salamander", "newt", "axolotl", "bullfrog", "caecilian"],
-}
-MATTER = {
-    "solid": ["rock", "ice cube", "wooden spoon", "coin", "brick", "pencil", "glass marble"],
-    "liquid": ["milk", "orange juice", "rain water", "olive oil", "vinegar", "honey", "tea"],
-    "gas": ["steam", "air in a balloon", "helium", "oxygen", "water vapor", "carbon dioxide"],
-}
-OBJECTS = ["cup of tea", "pot of soup", "bowl of water", "mug of cocoa", "glass of milk"]
-MOVERS = ["car", "bicycle", "horse", "boat", "train", "runner", "bus", "skateboard"]
+MATERIALS = ["copper", "wooden", "plastic", "glass", "steel", "rubber", "paper", "wool"]
+TESTS = [  # (object, what was measured, verb phrase)
+    ("spoon", "warmed up fastest in hot water", "warmed up fastest"),
+    ("ball", "bounced highest", "bounced highest"),
+    ("block", "floated in water", "floated"),
+    ("cup", "kept the tea warm longest", "kept the tea warm longest"),
+    ("strip", "bent the most", "bent the most"),
+]
+NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Omar", "Ivy", "Ben", "Nora", "Raj"]
+ANIMAL_TRAITS = [  # (animal, trait)
+    ("fox", "fur"),
+    ("eagle", "feathers"),
+    ("salmon", "gills"),
+    ("lizard", "dry scales"),
+    ("frog", "moist skin"),
+    ("crab", "a hard shell"),
+    ("snail", "a soft body"),
+    ("bee", "six legs"),
+    ("spider", "eight legs"),
+    ("whale", "blowholes"),
+]
 POLES = ["north", "south"]
 
 
-def _thermal(rng: random.Random) -> dict:
-    thing = rng.choice(OBJECTS)
-    mass = rng.choice([150, 200, 250, 300, 350, 400])
-    temps = rng.sample(range(10, 95), 2)
-    choices = [f"the {thing} at {t}°C" for t in temps]
+def _experiment(rng: random.Random) -> dict:
+    """The answer is reported in the context: read it, then find it among the options."""
+    thing, measured, verb = rng.choice(TESTS)
+    materials = rng.sample(MATERIALS, rng.choice([2, 3, 4]))
+    winner = materials[0]
+    rng.shuffle(materials)
     return dict(
-        question="Which object has more thermal energy?",
-        hint=f"The objects are identical except for their temperatures. Each is a {mass}-gram {thing}.",
-        choices=choices,
-        answer=temps.index(max(temps)),
+        question=f"Which {thing} {verb}?",
+        hint=f"{rng.choice(NAMES)} tested {len(materials)} {thing}s. The {winner} {thing} {measured}.",
+        choices=[f"the {m} {thing}" for m in materials],
+        answer=materials.index(winner),
         subject="natural science",
-        topic="physics",
+        topic="science-and-engineering-practices",
     )
 
 
-def _speed(rng: random.Random) -> dict:
-    movers = rng.sample(MOVERS, 2)
-    speeds = rng.sample(range(5, 120), 2)
-    slower = rng.random() < 0.5
-    choices = [f"a {m} moving at {s} km/h" for m, s in zip(movers, speeds, strict=True)]
-    pick = min(speeds) if slower else max(speeds)
-    return dict(
-        question=f"Which is moving {'more slowly' if slower else 'faster'}?",
-        hint="",
-        choices=choices,
-        answer=speeds.index(pick),
-        subject="natural science",
-        topic="physics",
+def _traits(rng: random.Random) -> dict:
+    """Match a trait to the animal the context gives it to."""
+    pairs = rng.sample(ANIMAL_TRAITS, rng.choice([2, 3]))
+    target_animal, target_trait = pairs[0]
+    facts = " ".join(
+        f"{'An' if animal[0] in 'aeiou' else 'A'} {animal} has {trait}."
+        for animal, trait in rng.sample(pairs, len(pairs))
     )
-
-
-def _category(rng: random.Random, lexicon: dict[str, list[str]], noun: str, topic: str) -> dict:
-    kinds = rng.sample(sorted(lexicon), min(len(lexicon), rng.choice([2, 3, 3, 4])))
-    target = kinds[0]
-    choices = [rng.choice(lexicon[k]) for k in kinds]
-    order = list(range(len(choices)))
-    rng.shuffle(order)
-    article = "an" if target[0] in "aeiou" else "a"
+    animals = [animal for animal, _ in pairs]
+    rng.shuffle(animals)
     return dict(
-        question=f"Which {noun} is {article} {target}?",
-        hint="",
-        choices=[choices[i] for i in order],
-        answer=order.index(0),
+        question=f"Based on the text, which animal has {target_trait}?",
+        hint=facts,
+        choices=animals,
+        answer=animals.index(target_animal),
         subject="natural science",
-        topic=topic,
+        topic="biology",
     )
 
 
 def _magnets(rng: random.Random) -> dict:
+    """A rule: opposite poles attract, like poles repel."""
     first, second = rng.choice(POLES), rng.choice(POLES)
     choices = ["attract", "repel"]
     rng.shuffle(choices)
-    attract = first != second
     return dict(
         question="Will these magnets attract or repel each other?",
         hint=f"The {first} pole of one magnet faces the {second} pole of the other magnet.",
         choices=choices,
-        answer=choices.index("attract" if attract else "repel"),
+        answer=choices.index("attract" if first != second else "repel"),
         subject="natural science",
         topic="physics",
     )
 
 
-TEMPLATES = [
-    _thermal,
-    _speed,
-    lambda rng: _category(rng, ANIMALS, "animal", "biology"),
-    lambda rng: _category(rng, MATTER, "of these", "chemistry"),
-    _magnets,
-]
+TEMPLATES = [_experiment, _traits, _magnets, _experiment, _traits]
 
 
 def generate_demo_quiz(split: str, n: int, seed: int = 0) -> list[dict]:
@@ -122,3 +113,5 @@ def demo_corpus() -> Iterator[str]:
 
     for record in generate_demo_quiz("train", 500, seed=0):
         yield scienceqa_prompt(record) + scienceqa_target(record["answer"])
+    for _ in range(50):  # every answer letter common enough to get its own token
+        yield from (scienceqa_target(index) for index in range(5))

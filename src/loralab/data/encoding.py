@@ -67,3 +67,15 @@ def pad_right(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         labels[row, :n] = torch.tensor(item.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def pad_left(batch: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded prompts for generation (input_ids, attention_mask): every row ends where
+    generation starts, so new tokens line up across the batch."""
+    width = max(len(ids) for ids in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, item in enumerate(batch):
+        ids[row, width - len(item) :] = torch.tensor(item, dtype=torch.long)
+        mask[row, width - len(item) :] = 1
+    return {"input_ids": ids, "attention_mask": mask}

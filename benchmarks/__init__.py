@@ -1,0 +1,13 @@
+"""Speed and memory benchmarks (DESIGN.md, "Performance conventions").
+
+One command per benchmark; each prints a table, writes JSON under `benchmarks/results/`
+(gitignored) and measures ratios inside one process, the variants interleaved, never absolute
+times across runs:
+
+    python -m benchmarks.train_step            # full run (under 10 minutes on 2 CPU cores)
+    python -m benchmarks.train_step --quick    # smoke size (well under a minute)
+
+Modules: `models` (the benchmarked base models), `looped` (the per-expert MoE-LoRA that users
+have today), `variants` (every variant built on one shared frozen base), `measure`
+(interleaved timing, peak memory), `report` (targets, table, JSON, plot), `train_step` (CLI).
+"""

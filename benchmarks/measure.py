@@ -1,0 +1,133 @@
+"""Side-by-side timing of several steps, and the peak memory of one step.
+
+Timing: rounds; each round runs every step once, in an order rotated (and reversed every other
+round) so that no variant always follows the same neighbour, and times each call with
+`time.perf_counter` (after a device synchronise on CUDA). After `min_rounds`, the run stops as
+soon as every tracked ratio of medians moved by less than `tol` when the last round was added
+("stable"), or when `max_rounds` rounds are done, or when one more round would overrun
+`budget_s` (the stop reason is reported; a ratio that is not "stable" is noisier than its peers).
+
+Peak memory (bytes) of a step = what is held before it (`static`: weights, buffers, adapter
+parameters, optimizer state; counted per unique storage) + the highest net amount the step
+allocates on top of that (activations, gradients, temporaries):
+- CPU: from torch profiler memory events (every allocation and free of torch's CPU allocator,
+  in time order; the running sum's maximum). Run in a separate, untimed step.
+- CUDA: `torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()` around the step,
+  after `reset_peak_memory_stats()`.
+Allocations outside torch's allocator (Python objects, MKL/oneDNN scratch) are not counted.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's start/stop lines on stderr
+
+
+@dataclass
+class Timings:
+    times: dict[str, list[float]]
+    rounds: int
+    stopped: str  # stable | max_rounds | budget
+    elapsed_s: float
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.times[name])
+
+    def spread(self, name: str) -> float:
+        """(max - min) / median of one step's times: how noisy its median is."""
+        values = self.times[name]
+        return (max(values) - min(values)) / statistics.median(values)
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        return self.median(numerator) / self.median(denominator)
+
+
+def interleave(
+    steps: Mapping[str, Callable[[], None]],
+    *,
+    track: Sequence[tuple[str, str]],
+    min_rounds: int,
+    max_rounds: int,
+    budget_s: float,
+    tol: float = 0.02,
+    sync: Callable[[], None] = lambda: None,
+    log: Callable[[str], None] | None = None,
+) -> Timings:
+    """Time every step once per round, interleaved, until the `track` ratios are stable."""
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    start = time.perf_counter()
+    stopped = "max_rounds"
+    for index in range(max_rounds):
+        shift = index % len(names)
+        order = names[shift:] + names[:shift]
+        if index % 2:
+            order.reverse()
+        for name in order:
+            sync()
+            began = time.perf_counter()
+            steps[name]()
+            sync()
+            times[name].append(time.perf_counter() - began)
+        done = index + 1
+        elapsed = time.perf_counter() - start
+        if log is not None:
+            log(f"  round {done}: {elapsed:.0f} s")
+        if done >= min_rounds and _stable(times, track, tol):
+            stopped = "stable"
+            break
+        if done < max_rounds and elapsed + elapsed / done > budget_s:
+            stopped = "budget"
+            break
+    return Timings(times, len(next(iter(times.values()))), stopped, time.perf_counter() - start)
+
+
+def _stable(times: dict[str, list[float]], track: Sequence[tuple[str, str]], tol: float) -> bool:
+    for numerator, denominator in track:
+        now = statistics.median(times[numerator]) / statistics.median(times[denominator])
+        before = statistics.median(times[numerator][:-1]) / statistics.median(
+            times[denominator][:-1]
+        )
+        if abs(now / before - 1) >= tol:
+            return False
+    return True
+
+
+def step_peak_bytes(step: Callable[[], None], device: torch.device) -> int:
+    """Highest net allocation during one call of `step` (see the module docstring)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = [
+        (event.start_ns(), event.nbytes())
+        for event in prof.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type() == DeviceType.CPU
+    ]
+    events.sort(key=lambda event: event[0])  # stable: ties keep the recorded order
+    running = peak = 0
+    for _, nbytes in events:
+        running += nbytes
+        peak = max(peak, running)
+    return peak
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None

@@ -1,0 +1,57 @@
+"""A shuffling batch-order sampler that can start mid-epoch and shard across processes.
+
+The order of epoch e is a permutation drawn from (seed, e) alone, so a resumed run replays
+exactly the batches an uninterrupted run would have seen: the position is derived from the
+number of optimizer steps already taken. The sampler counts its own epochs (one per completed
+pass) rather than trusting the trainer's counter, which is ambiguous when a run is resumed
+from a checkpoint written on an epoch's last batch. Under DDP each global batch is split into equal
+contiguous slices, one per rank, so N processes with batch B/N see the same examples per step
+as one process with batch B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ResumableSampler(Sampler[int]):
+    def __init__(
+        self,
+        dataset_size: int,
+        global_batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if global_batch_size % world_size:
+            raise ValueError(
+                f"global batch {global_batch_size} is not divisible by {world_size} processes"
+            )
+        self.size, self.global_batch, self.seed = dataset_size, global_batch_size, seed
+        self.rank, self.world = rank, world_size
+        self.batches_per_epoch = dataset_size // global_batch_size
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"the training split has {dataset_size} examples, fewer than one batch "
+                f"({global_batch_size}); lower data.batch_size or raise task.max_examples.train"
+            )
+        self.epoch, self.skip_batches = 0, 0
+
+    def resume_from(self, batches_done: int) -> None:
+        """Position the sampler after ``batches_done`` global batches since the start."""
+        self.epoch, self.skip_batches = divmod(batches_done, self.batches_per_epoch)
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.skip_batches) * self.global_batch // self.world
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        local = self.global_batch // self.world
+        for batch in range(self.skip_batches, self.batches_per_epoch):
+            start = batch * self.global_batch + self.rank * local
+            yield from order[start : start + local]
+        self.epoch, self.skip_batches = self.epoch + 1, 0

@@ -1,0 +1,157 @@
+"""ScienceQA (Lu et al., NeurIPS 2022): multiple-choice science questions, text-only by default.
+
+Sources: the Hub copy ``derek-thomas/ScienceQA`` (``answer`` an int index, ``image`` a PIL image
+or null), any :mod:`loralab.data.loaders` source with the same columns (``answer`` may be a
+letter, as in the MoE-LoRA reference's prepared copy), or the original release: a dict of
+problems keyed by id in ``problems.json`` (or ``.json.gz``), split by ``pid_splits.json`` or by
+each problem's ``split`` field (``val`` = validation). Problems with an image are left out
+unless ``task.text_only=false`` (the papers train and test on the text-only ones), and the
+count left out is logged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from loralab.data.loaders import (
+    SPLIT_ALIASES,
+    DataError,
+    SplitData,
+    load_source,
+    materialise,
+    record_error,
+    sample_indices,
+)
+from loralab.data.prompts import LETTERS
+
+log = logging.getLogger(__name__)
+
+ORIGINAL_FILES = ("problems.json", "problems.json.gz")
+REQUIRED = ("question", "choices", "answer")
+
+
+def load_scienceqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[str, list[dict]]:
+    """Normalised records per split: ``answer`` an int index, ``hint`` a string, ``id`` set."""
+    source = str(task_cfg["source"])
+    original = _original_release(Path(source).expanduser())
+    data = _read_original(original) if original else load_source(source)
+    records = {}
+    for split in splits:
+        if split not in data:
+            log.warning("scienceqa: source %s has no %s split", source, split)
+            records[split] = []
+            continue
+        rows, origin = data[split].rows, data[split].origin
+        kept = _text_only(rows, split) if task_cfg["text_only"] else list(range(len(rows)))
+        if "image" in rows.column_names:  # never decode images: prompts are text only
+            rows = rows.remove_columns(["image"])
+        cap = task_cfg["max_examples"][split]
+        indices = sample_indices(kept, cap, seed=f"{task_cfg['seed']}/{split}")
+        records[split] = materialise(SplitData(rows, origin), indices, normalise)
+    return records
+
+
+def normalise(row: Mapping[str, Any], origin: str, index: int) -> dict:
+    """Check one problem and put its answer in index form; errors name file, record and field."""
+    where = index if row.get("id") is None else f"{index} (id {row['id']!r})"
+    for field in REQUIRED:
+        if row.get(field) is None:
+            raise record_error(origin, where, f"missing field {field!r}")
+    choices = row["choices"]
+    if not isinstance(choices, list | tuple) or not choices:
+        raise record_error(origin, where, f"field 'choices' is empty or not a list: {choices!r}")
+    answer = _answer_index(row["answer"], len(choices))
+    if answer is None:
+        raise record_error(
+            origin,
+            where,
+            f"field 'answer'={row['answer']!r} is not among the {len(choices)} choices "
+            f"(expected an index 0..{len(choices) - 1} or a letter A..{LETTERS[len(choices) - 1]})",
+        )
+    record = dict(row)
+    record.update(choices=list(choices), answer=answer, hint=row.get("hint") or "")
+    record.setdefault("id", str(index))
+    return record
+
+
+def _answer_index(answer: Any, n: int) -> int | None:
+    if isinstance(answer, str) and len(answer) == 1 and answer in LETTERS:
+        index = LETTERS.index(answer)
+    elif isinstance(answer, int) and not isinstance(answer, bool):
+        index = answer
+    else:
+        return None
+    return index if 0 <= index < n else None
+
+
+def _text_only(rows, name: str) -> list[int]:
+    """Indices of problems without an image (a null ``image``), read without decoding images."""
+    if "image" not in rows.column_names:
+        return list(range(len(rows)))
+    column = rows.select_columns(["image"]).with_format("arrow")[:]["image"]
+    kept = [i for i, has_image in enumerate(column.is_valid().to_pylist()) if not has_image]
+    log.info(
+        "scienceqa/%s: %d text-only problems kept, %d with an image left out (task.text_only)",
+        name,
+        len(kept),
+        len(rows) - len(kept),
+    )
+    return kept
+
+
+def _original_release(path: Path) -> Path | None:
+    """The ``problems.json(.gz)`` file if ``path`` is (or holds) the original release."""
+    if path.is_file() and path.name in ORIGINAL_FILES:
+        return path
+    if path.is_dir():
+        return next((path / n for n in ORIGINAL_FILES if (path / n).is_file()), None)
+    return None
+
+
+def _read_original(problems_file: Path) -> dict[str, SplitData]:
+    import datasets
+
+    opener = gzip.open if problems_file.suffix == ".gz" else open
+    with opener(problems_file, "rt", encoding="utf-8") as handle:
+        problems = json.load(handle)
+    if not isinstance(problems, dict):
+        raise DataError(f"{problems_file}: expected a dict of problems keyed by problem id")
+    split_of = _split_membership(problems_file, problems)
+    grouped: dict[str, list[dict]] = {}
+    for pid, problem in problems.items():
+        split = SPLIT_ALIASES.get(split_of[pid])
+        if split is not None:
+            grouped.setdefault(split, []).append({**problem, "id": pid, "split": split})
+    outside = len(problems) - sum(len(rows) for rows in grouped.values())
+    if outside:
+        log.warning(
+            "%s: %d problems in no train / val / test split left out", problems_file, outside
+        )
+    return {
+        split: SplitData(datasets.Dataset.from_list(rows), str(problems_file))
+        for split, rows in grouped.items()
+    }
+
+
+def _split_membership(problems_file: Path, problems: dict) -> dict[str, str]:
+    """Problem id -> split name, from ``pid_splits.json`` beside the problems, else ``split``."""
+    pid_splits = problems_file.parent / "pid_splits.json"
+    if pid_splits.is_file():
+        listed = json.loads(pid_splits.read_text())
+        membership = {
+            pid: split for split in ("train", "val", "test") for pid in listed.get(split, [])
+        }
+        return {pid: membership.get(pid, "") for pid in problems}
+    for index, (pid, problem) in enumerate(problems.items()):
+        if "split" not in problem:
+            raise record_error(
+                str(problems_file),
+                f"{index} (id {pid!r})",
+                "missing field 'split' (and no pid_splits.json beside the file)",
+            )
+    return {pid: problem["split"] for pid, problem in problems.items()}

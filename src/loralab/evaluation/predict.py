@@ -1,0 +1,98 @@
+"""Per-record predictions for one split of a task, in ``score`` or ``generate`` mode.
+
+``score`` reads the option scores from one teacher-forced forward pass (as during training);
+``generate`` decodes greedily and parses the text with the paper's rule. Each result names the
+gold and predicted labels (``B``, ``answer2``, ...), so both modes report alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from loralab.data.datamodule import TaskDataModule
+from loralab.data.tasks import MultipleChoiceTask
+from loralab.evaluation.generation import generate_answers
+from loralab.evaluation.scoring import predict_options
+from loralab.module import answer_logits
+
+MODES = ("score", "generate")
+
+
+def predict_split(
+    model,
+    tokenizer,
+    task: MultipleChoiceTask,
+    split: str,
+    mode: str,
+    data_cfg: Mapping[str, Any],
+    max_new_tokens: int = 10,
+) -> tuple[list[dict], int]:
+    """``(results, dropped)``: one result per evaluated record, and how many over-long records
+    ``data.overflow="drop"`` left out. ``data_cfg``: max_length, overflow, eval_batch_size."""
+    was_training = model.training
+    model.eval()
+    try:
+        if mode == "score":
+            return _score(model, tokenizer, task, split, data_cfg)
+        if mode == "generate":
+            return _generate(model, tokenizer, task, split, data_cfg, max_new_tokens)
+        raise ValueError(f"mode={mode!r} must be one of {list(MODES)}")
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def _score(model, tokenizer, task, split, data_cfg) -> tuple[list[dict], int]:
+    only_split = dataclasses.replace(task, splits={split: task.splits[split]})
+    eval_only = dict(data_cfg, batch_size=data_cfg["eval_batch_size"], seed=0)  # no train loader
+    datamodule = TaskDataModule(only_split, tokenizer, eval_only)
+    datamodule.setup()
+    items, size = datamodule.encoded[split], datamodule.eval_batch_size
+    order = sorted(range(len(items)), key=lambda i: len(items[i][0].input_ids))  # less padding
+    device = next(model.parameters()).device
+    predictions = [0] * len(items)
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        batch = {k: v.to(device) for k, v in datamodule.collate([items[i] for i in rows]).items()}
+        logits, _, counts = answer_logits(model, batch)
+        chosen = predict_options(logits, counts, batch["option_offset"], batch["option_token_ids"])
+        for row, choice in zip(rows, chosen.tolist(), strict=True):
+            predictions[row] = choice
+    records = datamodule.records[split]
+    results = [
+        _result(task, record, task.option_labels(record)[choice], None)
+        for record, choice in zip(records, predictions, strict=True)
+    ]
+    return results, datamodule.dropped[split]
+
+
+def _generate(model, tokenizer, task, split, data_cfg, max_new_tokens) -> tuple[list[dict], int]:
+    records = task.splits[split]
+    outputs = generate_answers(
+        model,
+        tokenizer,
+        [task.prompt(record) for record in records],
+        max_new_tokens=max_new_tokens,
+        batch_size=int(data_cfg["eval_batch_size"]),
+        max_length=int(data_cfg["max_length"]),
+        overflow=data_cfg["overflow"],
+    )
+    results = [
+        _result(task, record, task.parse(record, text), text)
+        for record, text in zip(records, outputs, strict=True)
+        if text is not None
+    ]
+    return results, len(records) - len(results)
+
+
+def _result(task, record, prediction: str | None, output: str | None) -> dict:
+    gold = task.option_labels(record)[task.gold_index(record)]
+    result = {"id": record.get("id"), "gold": gold, "prediction": prediction}
+    result["correct"] = prediction == gold
+    if output is not None:
+        result["output"] = output
+    return result | task.groups(record)
