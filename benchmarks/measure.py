@@ -1,8 +1,14 @@
 """Side-by-side timing of several steps, and the peak memory of one step.
 
 Timing: rounds; each round runs every step once, in an order rotated (and reversed every other
-round) so that no variant always follows the same neighbour, and times each call with
-`time.perf_counter` (after a device synchronise on CUDA). After `min_rounds`, the run stops as
+round) so that no variant always follows the same neighbour, and times each call with `clock`:
+- "wall": `time.perf_counter`, after a device synchronise on CUDA (the GPU default);
+- "cpu": `time.process_time`, the CPU seconds (user + system, every thread) the process spent
+  in the step. With one CPU thread this is the wall time minus the time the process waited for
+  a core: on a small machine shared with other work that wait is most of the noise (with two
+  other busy processes on 2 cores a step's wall time swung by 1.5x between rounds while its CPU
+  time did not). Memory-bandwidth and cache contention still show up in it.
+Both clocks are recorded for every call. After `min_rounds`, the run stops as
 soon as every tracked ratio of medians moved by less than `tol` when the last round was added
 ("stable"), or when `max_rounds` rounds are done, or when one more round would overrun
 `budget_s` (the stop reason is reported; a ratio that is not "stable" is noisier than its peers).
@@ -28,11 +34,15 @@ from dataclasses import dataclass
 import torch
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's start/stop lines on stderr
+CLOCKS = ("wall", "cpu")
 
 
 @dataclass
 class Timings:
-    times: dict[str, list[float]]
+    times: dict[str, list[float]]  # by the chosen clock
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+    clock: str
     rounds: int
     stopped: str  # stable | max_rounds | budget
     elapsed_s: float
@@ -57,12 +67,17 @@ def interleave(
     max_rounds: int,
     budget_s: float,
     tol: float = 0.02,
+    clock: str = "wall",
     sync: Callable[[], None] = lambda: None,
     log: Callable[[str], None] | None = None,
 ) -> Timings:
     """Time every step once per round, interleaved, until the `track` ratios are stable."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
     names = list(steps)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    times = cpu if clock == "cpu" else wall
     start = time.perf_counter()
     stopped = "max_rounds"
     for index in range(max_rounds):
@@ -72,21 +87,23 @@ def interleave(
             order.reverse()
         for name in order:
             sync()
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             steps[name]()
             sync()
-            times[name].append(time.perf_counter() - began)
+            wall[name].append(time.perf_counter() - began)
+            cpu[name].append(time.process_time() - began_cpu)
         done = index + 1
         elapsed = time.perf_counter() - start
         if log is not None:
             log(f"  round {done}: {elapsed:.0f} s")
-        if done >= min_rounds and _stable(times, track, tol):
+        if done >= max(min_rounds, 2) and _stable(times, track, tol):
             stopped = "stable"
             break
         if done < max_rounds and elapsed + elapsed / done > budget_s:
             stopped = "budget"
             break
-    return Timings(times, len(next(iter(times.values()))), stopped, time.perf_counter() - start)
+    rounds = len(next(iter(times.values())))
+    return Timings(times, wall, cpu, clock, rounds, stopped, time.perf_counter() - start)
 
 
 def _stable(times: dict[str, list[float]], track: Sequence[tuple[str, str]], tol: float) -> bool:

@@ -108,7 +108,7 @@ def model_specs(quick: bool) -> dict[str, ModelSpec]:
                 batch=2,
                 seq_len=64,
             ),
-            "smollm2_135m": smollm2(batch=1, seq_len=32),
+            "smollm2_135m": smollm2(batch=1, seq_len=16),
             "tiny": tiny_llama(),
         }
     return {

@@ -52,6 +52,10 @@ OPTIMIZER_RATIOS = (
     Ratio("optimizer step alone RAdamW / AdamW", "radamw", "adamw"),
     Ratio("optimizer step alone RSGD / SGD", "rsgd", "sgd"),
 )
+CLOCK_WORDS = {
+    "wall": "wall-clock time",
+    "cpu": "process CPU time (one thread: wall time less the waits for a core)",
+}
 SWEEP_ELASTICITY_LIMIT = 1.0  # "sub-linear": d log(step time) / d log(experts) < 1
 
 
@@ -71,8 +75,10 @@ def ratio_rows(ratios, medians: dict, peaks: dict | None = None) -> list[dict]:
 
 def fit_slopes(xs: list[float], ys: list[float]) -> dict:
     """Least-squares slopes: log-log (elasticity; < 1 is sub-linear) and linear (s per unit)."""
-    return {"loglog": _slope([math.log(x) for x in xs], [math.log(y) for y in ys]),
-            "linear_s_per_unit": _slope(xs, ys)}
+    return {
+        "loglog": _slope([math.log(x) for x in xs], [math.log(y) for y in ys]),
+        "linear_s_per_unit": _slope(xs, ys),
+    }
 
 
 def _slope(xs: list[float], ys: list[float]) -> float:
@@ -92,7 +98,8 @@ def render(results: dict) -> str:
         f"torch {meta['torch']}" + (", torch.compile" if meta["compile"] else ""),
         "loss: causal-LM cross-entropy on random tokens (labels = inputs); "
         f"adapters on q/k/v/o, alpha 16, dropout 0.05, seed {meta['seed']}; "
-        "times: medians of interleaved rounds; memory: " + meta["memory_method"],
+        f"times: medians over interleaved rounds of {CLOCK_WORDS[meta['clock']]}; "
+        f"memory: {meta['memory_method']}",
     ]
     for model in results["models"].values():
         lines += ["", *_model_block(model)]
@@ -148,9 +155,7 @@ def _ratio_table(rows: list[dict]) -> list[str]:
     lines = [f"{'ratio':<50}{'value':>8}{'target':>10}  result"]
     for row in rows:
         result = "info" if row["pass"] is None else ("PASS" if row["pass"] else "FAIL")
-        lines.append(
-            f"{row['label']:<50}{row['value']:>8.3f}{row['target'] or '-':>10}  {result}"
-        )
+        lines.append(f"{row['label']:<50}{row['value']:>8.3f}{row['target'] or '-':>10}  {result}")
     return lines
 
 
@@ -207,8 +212,10 @@ def plot_sweep(sweep: dict, path: Path) -> None:
         chosen = [p for p in points if p["axis"] in (axis, "both")]
         chosen.sort(key=lambda p: p[axis])
         xs = [p[axis] for p in chosen]
-        for key, label, style in (("ours_s", "loralab (stacked)", "o-"),
-                                  ("looped_s", "looped reference", "s--")):
+        for key, label, style in (
+            ("ours_s", "loralab (stacked)", "o-"),
+            ("looped_s", "looped reference", "s--"),
+        ):
             ax.plot(xs, [p[key] * 1e3 for p in chosen], style, label=label)
         ax.axhline(sweep["frozen_s"] * 1e3, color="gray", ls=":", label="frozen base")
         ax.set_xscale("log")

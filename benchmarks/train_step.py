@@ -27,13 +27,22 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from benchmarks import measure, report
 from benchmarks.models import ModelSpec, model_specs, sweep_spec
-from benchmarks.variants import LR, ROUTER_LR, STEP_VARIANTS, Variant, build, make_step, static_bytes
+from benchmarks.variants import (
+    LR,
+    ROUTER_LR,
+    STEP_VARIANTS,
+    Variant,
+    build,
+    make_step,
+    static_bytes,
+)
 from loralab.optim import build_optimizer
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -41,38 +50,75 @@ SWEEP_EXPERTS = (1, 4, 8, 20, 50)
 SWEEP_RANKS = (4, 8, 16, 32)
 SWEEP_FIXED_EXPERTS, SWEEP_FIXED_RANK = 8, 4
 OPTIMIZERS = ("adamw", "radamw", "sgd", "rsgd")
-# Shares of --budget-s for the timed rounds of each part (the rest: building, memory steps).
-BUDGET_SHARES = {"mid_llama": 0.48, "smollm2_135m": 0.16, "tiny": 0.05, "sweep": 0.17}
+# Each part's share of what is left of --budget-s when it starts; it spends its share on
+# building, warm-up and memory steps first, then on timed rounds (at least one).
+BUDGET_WEIGHTS = {"mid_llama": 0.56, "smollm2_135m": 0.24, "tiny": 0.05, "sweep": 0.2}
+OPTIMIZER_BUDGET_S = 10.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_step",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke sizes")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="auto: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="auto: float32 on CPU, bfloat16 on CUDA",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    parser.add_argument("--models", default="mid_llama,smollm2_135m",
-                        help="comma list of mid_llama, smollm2_135m, tiny")
+    parser.add_argument(
+        "--clock",
+        default="auto",
+        choices=("auto", "wall", "cpu"),
+        help="auto: cpu (process CPU time) on CPU with one thread, else wall",
+    )
+    parser.add_argument(
+        "--models",
+        default="mid_llama,smollm2_135m",
+        help="comma list of mid_llama, smollm2_135m, tiny",
+    )
     parser.add_argument("--no-sweep", dest="sweep", action="store_false")
     parser.add_argument("--sweep-experts", default=",".join(map(str, SWEEP_EXPERTS)))
     parser.add_argument("--sweep-ranks", default=",".join(map(str, SWEEP_RANKS)))
     parser.add_argument("--compile", action="store_true", help="torch.compile every variant")
-    parser.add_argument("--min-rounds", type=int, default=3)
-    parser.add_argument("--max-rounds", type=int, default=None,
-                        help="default 12 (quick: 3)")
-    parser.add_argument("--tol", type=float, default=0.02,
-                        help="stable when no target ratio moves by this much in a round")
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="total seconds the timed rounds may take (default 500, quick 30)")
+    parser.add_argument("--min-rounds", type=int, default=None, help="default 3 (quick: 2)")
+    parser.add_argument("--max-rounds", type=int, default=None, help="default 12 (quick: 2)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed full-size steps per variant after the memory step (default 1, quick 0)",
+    )
+    parser.add_argument(
+        "--tol",
+        type=float,
+        default=0.02,
+        help="stable when no target ratio moves by this much in a round",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="wall time the whole run aims at (default 540, quick 40); rounds "
+        "stop early when one more would overrun it",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    if args.max_rounds is None:
-        args.max_rounds = 3 if args.quick else 12
-    if args.budget_s is None:
-        args.budget_s = 30.0 if args.quick else 500.0
+    for key, full, quick in (
+        ("min_rounds", 3, 2),
+        ("max_rounds", 12, 2),
+        ("warmup", 1, 0),
+        ("budget_s", 540.0, 40.0),
+    ):
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    args.min_rounds = min(args.min_rounds, args.max_rounds)
     args.models = [m for m in args.models.split(",") if m]
     args.sweep_experts = [int(v) for v in args.sweep_experts.split(",") if v]
     args.sweep_ranks = [int(v) for v in args.sweep_ranks.split(",") if v]
@@ -82,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     began = time.perf_counter()
+    _quiet()
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
@@ -92,19 +139,29 @@ def main(argv: list[str] | None = None) -> dict:
     }[args.dtype]
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    if args.clock == "auto":
+        args.clock = "cpu" if device.type == "cpu" and args.threads == 1 else "wall"
+    if args.clock == "cpu" and device.type != "cpu":
+        raise SystemExit("--clock cpu measures host CPU time: use --clock wall on a GPU")
     specs = model_specs(args.quick)
     unknown = sorted(set(args.models) - set(specs))
     if unknown:
         raise SystemExit(f"unknown --models {unknown}; known: {', '.join(specs)}")
 
     results = {"meta": _meta(args, device, dtype), "models": {}, "sweep": None}
-    for name in args.models:
-        budget = args.budget_s * BUDGET_SHARES.get(name, 0.1)
-        _log(f"{name}: building {len(STEP_VARIANTS)} variants")
-        results["models"][name] = bench_model(specs[name], args, device, dtype, budget)
-    if args.sweep:
-        budget = args.budget_s * BUDGET_SHARES["sweep"]
-        results["sweep"] = bench_sweep(sweep_spec(args.quick), args, device, dtype, budget)
+    parts = [*args.models, *(["sweep"] if args.sweep else [])]
+    deadline = began + args.budget_s
+    for index, part in enumerate(parts):
+        weights = [BUDGET_WEIGHTS.get(name, 0.1) for name in parts[index:]]
+        part_deadline = time.perf_counter() + max(
+            0.0, (deadline - time.perf_counter()) * weights[0] / sum(weights)
+        )
+        if part == "sweep":
+            results["sweep"] = bench_sweep(
+                sweep_spec(args.quick), args, device, dtype, part_deadline
+            )
+        else:
+            results["models"][part] = bench_model(specs[part], args, device, dtype, part_deadline)
     results["targets"] = [
         row | {"model": name}
         for name, model in results["models"].items()
@@ -113,7 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     if results["sweep"]:
         results["targets"] += [
-            row | {"model": "sweep"} for row in results["sweep"]["ratios"] if row["pass"] is not None
+            row | {"model": "sweep"}
+            for row in results["sweep"]["ratios"]
+            if row["pass"] is not None
         ]
     results["meta"]["load_average_end"] = _loadavg()
     results["elapsed_s"] = time.perf_counter() - began
@@ -134,14 +193,25 @@ def main(argv: list[str] | None = None) -> dict:
 # ------------------------------------------------------------------------------ the two parts
 
 
-def bench_model(spec: ModelSpec, args, device, dtype, budget_s: float) -> dict:
+def bench_model(spec: ModelSpec, args, device, dtype, deadline: float) -> dict:
+    _log(f"{spec.name}: building {len(STEP_VARIANTS)} variants")
     base = spec.build(device, dtype)
     ids = _tokens(spec, args.seed, device)
-    measured = _measure(STEP_VARIANTS, base, ids, args, device, budget_s, report.STEP_RATIOS)
+    optimizer_budget = min(OPTIMIZER_BUDGET_S, 0.05 * (deadline - time.perf_counter()))
+    measured = _measure(
+        STEP_VARIANTS,
+        base,
+        ids,
+        args,
+        device,
+        deadline - optimizer_budget,
+        report.tracked(report.STEP_RATIOS),
+        args.max_rounds,
+    )
     medians = {name: entry["median_s"] for name, entry in measured["variants"].items()}
     peaks = {name: entry["peak_bytes"] for name, entry in measured["variants"].items()}
     ratios = report.ratio_rows(report.STEP_RATIOS, medians, peaks)
-    optimizer = bench_optimizers(measured.pop("built")["moe_lora"], args, device, budget_s * 0.05)
+    optimizer = bench_optimizers(measured.pop("built")["moe_lora"], args, device, optimizer_budget)
     ratios += report.ratio_rows(report.OPTIMIZER_RATIOS, optimizer["median_s"])
     del base
     gc.collect()
@@ -170,6 +240,7 @@ def bench_optimizers(built, args, device, budget_s: float) -> dict:
         max_rounds=5 if args.quick else 60,
         budget_s=budget_s,
         tol=args.tol,
+        clock=args.clock,
         sync=measure.synchronizer(device),
     )
     return {
@@ -180,7 +251,7 @@ def bench_optimizers(built, args, device, budget_s: float) -> dict:
     }
 
 
-def bench_sweep(spec: ModelSpec, args, device, dtype, budget_s: float) -> dict:
+def bench_sweep(spec: ModelSpec, args, device, dtype, deadline: float) -> dict:
     points = {}
     for experts in args.sweep_experts:
         points[(experts, SWEEP_FIXED_RANK)] = "experts"
@@ -192,8 +263,14 @@ def bench_sweep(spec: ModelSpec, args, device, dtype, budget_s: float) -> dict:
         top_k = max(1, experts // 2)
         for kind in ("ours", "looped"):
             variants.append(
-                Variant(f"{kind}_e{experts}_r{rank}", f"{kind} ({experts},{top_k},{rank})", kind,
-                        rank=rank, experts=experts, top_k=top_k)
+                Variant(
+                    f"{kind}_e{experts}_r{rank}",
+                    f"{kind} ({experts},{top_k},{rank})",
+                    kind,
+                    rank=rank,
+                    experts=experts,
+                    top_k=top_k,
+                )
             )
     _log(f"sweep: building {len(variants)} variants")
     first, last = min(points), max(points, key=lambda p: (p[0], -p[1]))
@@ -202,18 +279,24 @@ def bench_sweep(spec: ModelSpec, args, device, dtype, budget_s: float) -> dict:
         track.append((f"{kind}_e{last[0]}_r{last[1]}", f"{kind}_e{first[0]}_r{first[1]}"))
     base = spec.build(device, dtype)
     ids = _tokens(spec, args.seed, device)
-    measured = _measure(variants, base, ids, args, device, budget_s, (), track=track,
-                        max_rounds=min(args.max_rounds, 6))
+    measured = _measure(variants, base, ids, args, device, deadline, track, min(args.max_rounds, 6))
     measured.pop("built")
     entries = measured["variants"]
     rows = []
     for (experts, rank), axis in points.items():
         ours, looped = entries[f"ours_e{experts}_r{rank}"], entries[f"looped_e{experts}_r{rank}"]
-        rows.append({
-            "experts": experts, "rank": rank, "top_k": max(1, experts // 2), "axis": axis,
-            "ours_s": ours["median_s"], "looped_s": looped["median_s"],
-            "ours_peak_bytes": ours["peak_bytes"], "looped_peak_bytes": looped["peak_bytes"],
-        })
+        rows.append(
+            {
+                "experts": experts,
+                "rank": rank,
+                "top_k": max(1, experts // 2),
+                "axis": axis,
+                "ours_s": ours["median_s"],
+                "looped_s": looped["median_s"],
+                "ours_peak_bytes": ours["peak_bytes"],
+                "looped_peak_bytes": looped["peak_bytes"],
+            }
+        )
     slopes = {}
     for axis in ("experts", "rank"):
         chosen = sorted((p for p in rows if p["axis"] in (axis, "both")), key=lambda p: p[axis])
@@ -227,14 +310,23 @@ def bench_sweep(spec: ModelSpec, args, device, dtype, budget_s: float) -> dict:
     if "experts" in slopes:
         limit = report.SWEEP_ELASTICITY_LIMIT
         value = slopes["experts"]["ours"]["loglog"]
-        ratios.append(report.Ratio("sweep: ours log-log slope vs experts", "", "", limit)
-                      .row(value) | {"metric": "slope"})
-        ratios.append(report.Ratio("sweep: looped log-log slope vs experts", "", "")
-                      .row(slopes["experts"]["looped"]["loglog"]) | {"metric": "slope"})
-        ratios.append(report.Ratio("sweep: ms per expert, ours / looped", "", "")
-                      .row(slopes["experts"]["ours"]["linear_s_per_unit"]
-                           / slopes["experts"]["looped"]["linear_s_per_unit"])
-                      | {"metric": "slope"})
+        ratios.append(
+            report.Ratio("sweep: ours log-log slope vs experts", "", "", limit).row(value)
+            | {"metric": "slope"}
+        )
+        ratios.append(
+            report.Ratio("sweep: looped log-log slope vs experts", "", "").row(
+                slopes["experts"]["looped"]["loglog"]
+            )
+            | {"metric": "slope"}
+        )
+        ratios.append(
+            report.Ratio("sweep: ms per expert, ours / looped", "", "").row(
+                slopes["experts"]["ours"]["linear_s_per_unit"]
+                / slopes["experts"]["looped"]["linear_s_per_unit"]
+            )
+            | {"metric": "slope"}
+        )
     del base
     gc.collect()
     return {
@@ -252,7 +344,7 @@ def bench_sweep(spec: ModelSpec, args, device, dtype, budget_s: float) -> dict:
 # ----------------------------------------------------------------------------------- helpers
 
 
-def _measure(variants, base, ids, args, device, budget_s, ratios, track=None, max_rounds=None):
+def _measure(variants, base, ids, args, device, deadline, track, max_rounds) -> dict:
     """Build every variant, warm it up, measure its peak memory, then time them interleaved."""
     builts = {variant.name: build(variant, base, args.seed) for variant in variants}
     if args.compile:
@@ -264,7 +356,7 @@ def _measure(variants, base, ids, args, device, budget_s, ratios, track=None, ma
     for name, built in builts.items():
         make_step(built, warm_ids, args.seed)()  # optimizer state, lazy buffers
         held = static_bytes(built)
-        step_peak = measure.step_peak_bytes(steps[name], device)  # also the full-size warm-up
+        step_peak = measure.step_peak_bytes(steps[name], device)
         entries[name] = {
             **built.variant.describe(),
             "trainable": built.trainable,
@@ -272,14 +364,19 @@ def _measure(variants, base, ids, args, device, budget_s, ratios, track=None, ma
             "step_peak_bytes": step_peak,
             "peak_bytes": held + step_peak,
         }
-    _log(f"  timing {len(steps)} variants (budget {budget_s:.0f} s)")
+    for _ in range(args.warmup):  # the allocator and caches settle at the full size
+        for step in steps.values():
+            step()
+    budget_s = deadline - time.perf_counter()
+    _log(f"  timing {len(steps)} variants ({budget_s:.0f} s left for rounds)")
     timing = measure.interleave(
         steps,
-        track=report.tracked(ratios) if track is None else track,
-        min_rounds=min(args.min_rounds, args.max_rounds),
-        max_rounds=max_rounds or args.max_rounds,
+        track=track,
+        min_rounds=args.min_rounds,
+        max_rounds=max_rounds,
         budget_s=budget_s,
         tol=args.tol,
+        clock=args.clock,
         sync=measure.synchronizer(device),
         log=_log,
     )
@@ -288,11 +385,17 @@ def _measure(variants, base, ids, args, device, budget_s, ratios, track=None, ma
             "median_s": timing.median(name),
             "spread": timing.spread(name),
             "times_s": timing.times[name],
+            "wall_s": timing.wall[name],
+            "cpu_s": timing.cpu[name],
         }
     return {
         "variants": entries,
-        "timing": {"rounds": timing.rounds, "stopped": timing.stopped,
-                   "elapsed_s": timing.elapsed_s},
+        "timing": {
+            "rounds": timing.rounds,
+            "stopped": timing.stopped,
+            "elapsed_s": timing.elapsed_s,
+            "clock": timing.clock,
+        },
         "built": builts,
     }
 
@@ -321,6 +424,7 @@ def _meta(args, device, dtype) -> dict:
         "quick": args.quick,
         "compile": args.compile,
         "seed": args.seed,
+        "clock": args.clock,
         "argv": sys.argv[1:],
         "budget_s": args.budget_s,
         "load_average_start": _loadavg(),
@@ -348,6 +452,14 @@ def _loadavg() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+def _quiet() -> None:
+    """No weight-loading progress bars or PEFT's deprecation warning in the printed table."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
 
 
 def _log(message: str) -> None:

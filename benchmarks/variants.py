@@ -144,7 +144,9 @@ def build(variant: Variant, base: nn.Module, seed: int) -> Built:
             dropout=DROPOUT,
         )
         _randomise_b(model, seed)
-        experts = [p for layer in layers for m in (layer.lora_A, layer.lora_B) for p in m.parameters()]
+        experts = [
+            p for layer in layers for m in (layer.lora_A, layer.lora_B) for p in m.parameters()
+        ]
         routers = [layer.gate.weight for layer in layers]
         optimizer = torch.optim.AdamW(
             [{"params": experts}, {"params": routers, "lr": ROUTER_LR}], lr=LR

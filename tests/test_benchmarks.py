@@ -103,7 +103,7 @@ def test_interleave_rotates_order_and_stops_at_max_rounds():
         steps, track=[("a", "b")], min_rounds=1, max_rounds=3, budget_s=1e9, tol=0.0
     )
     assert timing.rounds == 3 and timing.stopped == "max_rounds"
-    assert calls == ["a", "b", "c", "c", "a", "b", "c", "a", "b"]
+    assert calls == ["a", "b", "c", "a", "c", "b", "c", "a", "b"]
     assert all(len(times) == 3 for times in timing.times.values())
 
 
@@ -127,9 +127,7 @@ def test_looped_baseline_computes_our_layer_function():
     base = nn.Linear(12, 10)
     config = AdapterConfig(kind="moe_lora", rank=3, alpha=6, dropout=0.0, num_experts=5, top_k=2)
     ours = AdapterLinear(copy.deepcopy(base), config)
-    looped = LoopedMoELoRA(
-        copy.deepcopy(base), experts=5, top_k=2, rank=3, alpha=6, dropout=0.0
-    )
+    looped = LoopedMoELoRA(copy.deepcopy(base), experts=5, top_k=2, rank=3, alpha=6, dropout=0.0)
     with torch.no_grad():
         ours.lora_B.normal_()
         for i in range(5):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 METRICS_FILE = "metrics.csv"
 
@@ -40,17 +43,15 @@ def build_loggers(
     The W&B run id is kept in ``run_dir/wandb_run_id``; a resumed run continues that W&B run
     instead of starting a duplicate.
     """
-    loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="", version="")]
+    loggers: list[Logger] = [AppendingCSVLogger(save_dir=run_dir, name="", version="")]
     wandb_cfg = logger_cfg["wandb"]
     if wandb_cfg["enabled"]:
         mode = wandb_mode(wandb_cfg["mode"])
         os.environ["WANDB_MODE"] = mode
         id_file = Path(run_dir) / "wandb_run_id"
         if not (resume and id_file.is_file()):
-            from wandb.util import generate_id
-
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-            id_file.write_text(generate_id())
+            id_file.write_text(secrets.token_hex(4))
         loggers.append(
             WandbLogger(
                 save_dir=str(run_dir),
@@ -73,13 +74,37 @@ def metrics_path(run_dir: Path) -> Path:
     return Path(run_dir) / METRICS_FILE
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Continues an existing metrics.csv (a resumed run) instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                self.metrics_keys = sorted(next(csv.reader(handle), []))
+
+
+class AppendingCSVLogger(CSVLogger):
+    """Lightning's CSV logger, but a resumed run appends to its run's ``metrics.csv``."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
     """Drop rows logged at or after ``from_step`` (written after the checkpoint a run resumes
     from), so a resumed run's CSV holds every step exactly once."""
     if not metrics_csv.is_file():
         return
     frame = pd.read_csv(metrics_csv)
-    frame[frame["step"] < from_step].to_csv(metrics_csv, index=False)
+    kept = frame[frame["step"] < from_step]
+    if kept.empty:
+        metrics_csv.unlink()
+    else:
+        kept.to_csv(metrics_csv, index=False)
 
 
 def first_and_last(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:

@@ -67,6 +67,7 @@ class AdapterModule(L.LightningModule):
         self.nan_at_step = nan_at_step
         self.kill_at_step = kill_at_step
         self.skipped = 0
+        self._pending_rng = None
         self.strict_loading = False  # checkpoints hold the adapters only
 
     def training_step(self, batch, batch_idx):
@@ -78,6 +79,7 @@ class AdapterModule(L.LightningModule):
         enable_router_stats(self.model, log_router)
         loss = answer_loss(self.model, batch)
         if self.global_step == self.nan_at_step:
+            self.nan_at_step = None  # once: a skipped batch does not advance the step
             loss = loss * float("nan")
         aux = auxiliary_loss(self.model)
         total = loss if aux is None else loss + aux
@@ -86,6 +88,8 @@ class AdapterModule(L.LightningModule):
             return self._non_finite(f"loss is {total.item()}")
         sync = self.trainer.world_size > 1
         self.log("train/loss", loss, prog_bar=True, batch_size=size, sync_dist=sync)
+        if self.nonfinite == "skip":
+            self.log("train/skipped", float(self.skipped), batch_size=1)
         if aux is not None:
             self.log("train/aux_loss", aux, batch_size=size)
         if log_router:
@@ -98,7 +102,6 @@ class AdapterModule(L.LightningModule):
         if self.nonfinite == "stop":
             raise NonFiniteError(message)
         self.skipped += 1
-        self.log("train/skipped", float(self.skipped), batch_size=1)
         return None  # Lightning skips the optimizer step for this batch
 
     def on_before_optimizer_step(self, optimizer) -> None:
@@ -113,6 +116,9 @@ class AdapterModule(L.LightningModule):
                 return
 
     def on_train_batch_start(self, batch, batch_idx):
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
             self.log(f"lr/{group.get('name', i)}", group["lr"], batch_size=1)
 
@@ -163,8 +169,9 @@ class AdapterModule(L.LightningModule):
                 f"checkpoint lacks {len(missing)} adapter tensors (e.g. {missing[0]}): it was "
                 "written for a different adapter or target_modules config"
             )
-        if "loralab_rng" in checkpoint:
-            set_rng_state(checkpoint["loralab_rng"])
+        # Applied at the first training batch, after the data iterator (which draws from the
+        # global RNG when created) exists, exactly where the saved state was taken.
+        self._pending_rng = checkpoint.get("loralab_rng")
         self.skipped = checkpoint.get("loralab_skipped", 0)
 
 

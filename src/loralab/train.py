@@ -50,6 +50,13 @@ def run(cfg: DictConfig, run_dir: Path):
 
     started = time.perf_counter()
     checkpoint = find_resume_checkpoint(cfg.resume, run_dir)
+    if checkpoint is None and metrics_path(run_dir).is_file():
+        if cfg.resume != "auto":
+            raise FileExistsError(
+                f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
+                "or choose another hydra.run.dir: nothing was overwritten"
+            )
+        truncate_metrics(metrics_path(run_dir), 0)  # killed before its first checkpoint
     if checkpoint is not None:
         run_dir = checkpoint.parent.parent  # continue in the run directory that wrote it
         resumed_step = safe_load(checkpoint)["global_step"]
@@ -178,6 +185,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     from loralab.checkpointing import UnsafeCheckpointError
+    from loralab.data.loaders import DataError
     from loralab.module import NonFiniteError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -189,7 +197,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except FloatingPointError as err:  # the preconditioner names the layer and step
         print(f"loralab-train: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
         sys.exit(EXIT_NONFINITE)
-    except (UnsafeCheckpointError, FileNotFoundError) as err:
+    except (UnsafeCheckpointError, DataError, FileNotFoundError, FileExistsError) as err:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     print(format_summary(summary))

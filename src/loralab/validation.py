@@ -81,9 +81,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     seed = cfg["seed"]
     if not isinstance(seed, int) or seed < 0:
         errors.append(f"seed={seed!r} must be an integer >= 0")
-    from loralab.data.tasks import TASK_NAMES
+    from loralab.data.tasks import task_config_errors
 
-    if cfg["task"]["name"] not in TASK_NAMES:
-        errors.append(f"task.name={cfg['task']['name']!r} must be one of {list(TASK_NAMES)}")
+    errors.extend(task_config_errors(_plain(cfg["task"])))
+    if not isinstance(data.get("sort_by_length", False), bool):
+        errors.append(f"data.sort_by_length={data['sort_by_length']!r} must be true or false")
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))

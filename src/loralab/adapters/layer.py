@@ -13,12 +13,13 @@ mask is what makes the stacked product exact and fast, and it is the same thing 
 for E = 1. The router sees the un-dropped x. `AdapterDropout` is nn.Dropout with a faster CPU
 mask (see there).
 
-Speed (benchmarks/train_step.py measures it): the experts' B factors are laid out once per
-forward as one contiguous (E*r, d_out) matrix, so the forward product, the input gradient
-`dy @ B_cat^T` and the weight gradient `h^T @ dy` all run in the GEMM layouts that are fast for
-a skinny rank dimension (on CPU the other layouts were 3-10x slower at r = 4); the gate
-multiplies the (N, E, r) view of the rank activations by broadcasting (no repeat_interleave);
-the adapter output is accumulated onto the base output by one `addmm` (scale folded in).
+Speed (benchmarks/train_step.py measures it): the experts' B factors are laid out as one
+contiguous (E*r, d_out) matrix, so the forward product, the input gradient `dy @ B_cat^T` and
+the weight gradient `h^T @ dy` all run in the GEMM layouts that are fast for a skinny rank
+dimension (on CPU the other layouts were 3-10x slower at r = 4); the gate multiplies the
+(N, E, r) view of the rank activations by broadcasting (no repeat_interleave); the adapter
+output is accumulated onto the base output by one `addmm` (scale folded in); with a router, one
+fused autograd function (`gated_product`) keeps only m, g and lora_B for the backward.
 
 Parameter contract (the optimizers rely on it): `lora_A` (E, r, d_in), `lora_B` (E, d_out, r),
 `mixer` (E, r, r) or None, `router` nn.Linear(d_in, E, bias=False) or None (E > 1 only).
@@ -89,10 +90,8 @@ class AdapterLinear(nn.Module):
         if self.mixer is not None:
             m = torch.einsum("ner,eqr->neq", m.view(-1, experts, rank), self.mixer.to(dtype))
             m = m.reshape(-1, experts * rank)
-        # (E*r, d_out), contiguous: row block i is B_i^T. One small copy per forward.
-        bt_cat = self.lora_B.to(dtype).transpose(1, 2).reshape(experts * rank, self.out_features)
         gate = None if self.router is None else self._gate(x)
-        return gated_product(y, m, gate, bt_cat, self.scale, self.gate_rescale)
+        return gated_product(y, m, gate, self.lora_B, self.scale, self.gate_rescale)
 
     def _gate(self, x: torch.Tensor) -> torch.Tensor:
         """Top-k gate (N, E): softmax over the k largest logits, zeros elsewhere.

@@ -10,8 +10,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from loralab.data.batching import LengthGroupedSampler
 from loralab.data.encoding import encode_example, pad_right
+from loralab.data.sampler import ResumableSampler
 from loralab.data.tasks import MultipleChoiceTask
 from loralab.evaluation.scoring import option_tokens
 
@@ -88,19 +88,28 @@ class TaskDataModule(L.LightningDataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
+        """Per-process batches of a seeded global order, resumed where the last step left off."""
         items = self.encoded.get("train")
         if not items:
             raise ValueError(
                 f"task {self.task.name!r} has no training examples: its source has no train "
                 "split (or task.max_examples.train is 0); pick a task or source with train data"
             )
-        if self.sort_by_length:
-            lengths = [len(example.input_ids) for example, *_ in items]
-            order = {"sampler": LengthGroupedSampler(lengths, self.batch_size, self.seed)}
-        else:
-            order = {"shuffle": True, "generator": torch.Generator().manual_seed(self.seed)}
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        lengths = [len(example.input_ids) for example, *_ in items]
+        sampler = ResumableSampler(
+            len(items),
+            self.batch_size * world,
+            self.seed,
+            rank,
+            world,
+            lengths=lengths if self.sort_by_length else None,
+        )
+        if trainer is not None:
+            sampler.resume_from(trainer.global_step * trainer.accumulate_grad_batches)
         return DataLoader(
-            items, batch_size=self.batch_size, collate_fn=self.collate, drop_last=True, **order
+            items, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate
         )
 
     def val_dataloader(self) -> DataLoader:

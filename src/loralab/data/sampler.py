@@ -2,11 +2,12 @@
 
 The order of epoch e is a permutation drawn from (seed, e) alone, so a resumed run replays
 exactly the batches an uninterrupted run would have seen: the position is derived from the
-number of optimizer steps already taken. The sampler counts its own epochs (one per completed
-pass) rather than trusting the trainer's counter, which is ambiguous when a run is resumed
-from a checkpoint written on an epoch's last batch. Under DDP each global batch is split into equal
+number of optimizer steps already taken. The sampler counts its own epochs (one per pass)
+rather than trusting the trainer's counter, which is ambiguous when a run is resumed from a
+checkpoint written on an epoch's last batch. Under DDP each global batch is split into equal
 contiguous slices, one per rank, so N processes with batch B/N see the same examples per step
-as one process with batch B.
+as one process with batch B. With ``lengths``, each epoch's order is length-grouped
+(``data.sort_by_length``) before it is cut into batches.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler
+
+from loralab.data.batching import length_grouped
 
 
 class ResumableSampler(Sampler[int]):
@@ -25,6 +28,7 @@ class ResumableSampler(Sampler[int]):
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        lengths: list[int] | None = None,
     ):
         if global_batch_size % world_size:
             raise ValueError(
@@ -32,6 +36,7 @@ class ResumableSampler(Sampler[int]):
             )
         self.size, self.global_batch, self.seed = dataset_size, global_batch_size, seed
         self.rank, self.world = rank, world_size
+        self.lengths = lengths  # given: group batches by length (data.sort_by_length)
         self.batches_per_epoch = dataset_size // global_batch_size
         if self.batches_per_epoch < 1:
             raise ValueError(
@@ -48,10 +53,16 @@ class ResumableSampler(Sampler[int]):
         return (self.batches_per_epoch - self.skip_batches) * self.global_batch // self.world
 
     def __iter__(self) -> Iterator[int]:
+        """This pass's indices. Each call is one epoch: the trainer may stop reading a pass at
+        its known length without exhausting it, so the count advances here, not at the end."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
+        if self.lengths is not None:
+            order = length_grouped(order, self.lengths, self.global_batch, generator)
         local = self.global_batch // self.world
+        indices = []
         for batch in range(self.skip_batches, self.batches_per_epoch):
             start = batch * self.global_batch + self.rank * local
-            yield from order[start : start + local]
+            indices += order[start : start + local]
         self.epoch, self.skip_batches = self.epoch + 1, 0
+        return iter(indices)

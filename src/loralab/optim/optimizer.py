@@ -117,6 +117,8 @@ class AdapterOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if not any(_has_grad(p) for group in self.param_groups for p in group["params"]):
+            return loss  # a skipped batch (no gradients anywhere): no update, no step counted
         for group in self.param_groups:
             group["step"] += 1
             if group["riemannian"]:
@@ -174,7 +176,8 @@ class AdapterOptimizer(torch.optim.Optimizer):
                 state["exp_avg_sq"] = torch.zeros_like(param)
             state["step"] += 1
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            param.mul_(1 - lr * group["weight_decay"])
+            if group["weight_decay"]:
+                param.mul_(1 - lr * group["weight_decay"])
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             if group["bias_correction"]:

@@ -61,7 +61,10 @@ def precondition(
         ):
             param = _param(layers[index][1], factor)
             grad = param.grad.to(dtype)
-            result = inverse @ grad if factor == "A" else grad @ inverse
+            if factor == "A":
+                result = inverse @ grad
+            else:  # G_B M^-1 = (M^-T G_B^T)^T: the layout that is fast for r x r (~5x on CPU)
+                result = (inverse.mT @ grad.mT).mT.contiguous()
             sums.append(result.sum())
             results[index] = result.to(param.dtype)
             solved_ok[index] = ok
@@ -86,8 +89,8 @@ def precondition(
 
 def _gram_of_b(layer: AdapterLinear) -> torch.Tensor:
     """(E, r, r) Gram matrices of the factor left of A: B^T B, or (B M)^T (B M) with a mixer."""
-    b = layer.lora_B.detach().to(_work_dtype(layer.lora_B))
-    gram = b.mT @ b
+    bt = layer.lora_B.detach().to(_work_dtype(layer.lora_B)).mT.contiguous()  # (E, r, d_out)
+    gram = bt @ bt.mT
     if layer.mixer is not None:
         mixer = layer.mixer.detach().to(gram.dtype)
         gram = mixer.mT @ gram @ mixer
