@@ -25,15 +25,16 @@ Allocations outside torch's allocator (Python objects, MKL/oneDNN scratch) are n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's start/stop lines on stderr
 CLOCKS = ("wall", "cpu")
 
 
@@ -129,7 +130,10 @@ def step_peak_bytes(step: Callable[[], None], device: torch.device) -> int:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _stderr_silenced(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         step()
     events = [
         (event.start_ns(), event.nbytes())
@@ -142,6 +146,21 @@ def step_peak_bytes(step: Callable[[], None], device: torch.device) -> int:
         running += nbytes
         peak = max(peak, running)
     return peak
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Kineto writes "profiler_start/stop" lines to file descriptor 2 (no setting turns them
+    off); hide them for the duration of the profiled step. Exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:

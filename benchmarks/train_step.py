@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--budget-s",
         type=float,
         default=None,
-        help="wall time the whole run aims at (default 540, quick 40); rounds "
+        help="wall time the whole run aims at (default 520, quick 40); rounds "
         "stop early when one more would overrun it",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("min_rounds", 3, 2),
         ("max_rounds", 12, 2),
         ("warmup", 1, 0),
-        ("budget_s", 540.0, 40.0),
+        ("budget_s", 520.0, 40.0),
     ):
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
@@ -346,7 +346,10 @@ def bench_sweep(spec: ModelSpec, args, device, dtype, deadline: float) -> dict:
 
 def _measure(variants, base, ids, args, device, deadline, track, max_rounds) -> dict:
     """Build every variant, warm it up, measure its peak memory, then time them interleaved."""
-    builts = {variant.name: build(variant, base, args.seed) for variant in variants}
+    builts = {}
+    for variant in variants:
+        shared = builts.get(variant.shares) if variant.shares else None
+        builts[variant.name] = build(variant, base, args.seed, shared)
     if args.compile:
         for built in builts.values():
             built.forward = torch.compile(built.model)

@@ -7,6 +7,13 @@ step, `zero_grad(set_to_none=True)`. Before the k-th step of any variant the RNG
 `seed + k`, so every variant draws the same dropout stream, and every variant's adapters are
 built after seeding with `seed`.
 
+Variants that differ only in the optimizer or in gate rescaling (`shares`) run on the SAME
+adapted model as the variant they name, each with its own optimizer (and state), the rescaling
+switch set before each of its steps: their forward and backward then touch the same memory, so
+the comparison isolates the one thing that differs. (Built as separate models, two variants
+with identical compute differed by up to 5% for a whole run on the shared CPU: allocator and
+memory-placement luck, not compute.)
+
 All adapters use the paper's settings: alpha 16, dropout 0.05, on q/k/v/o. Each adapter's B
 factor (zero at init) is set to small random values so that every gradient, Gram matrix and
 optimizer moment is non-zero, as in the middle of training.
@@ -23,7 +30,7 @@ import torch
 from torch import nn
 
 from benchmarks.looped import inject_looped
-from loralab.adapters import AdapterConfig, inject_adapters
+from loralab.adapters import AdapterConfig, adapter_modules, inject_adapters, set_gate_rescale
 from loralab.optim import build_optimizer
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -42,6 +49,7 @@ class Variant:
     experts: int = 1
     top_k: int = 1
     optimizer: str = "adamw"  # ours: an optimizer config name (adamw, gadamw, radamw, ...)
+    shares: str | None = None  # ours: train the model of this variant, with its own optimizer
 
     def describe(self) -> dict:
         return {
@@ -51,6 +59,7 @@ class Variant:
             "experts": self.experts,
             "top_k": self.top_k,
             "optimizer": self.optimizer,
+            "shares_model_of": self.shares,
         }
 
 
@@ -68,6 +77,7 @@ STEP_VARIANTS = (
         experts=20,
         top_k=10,
         optimizer="gadamw",
+        shares="moe_lora",
     ),
     Variant(
         "moe_lora_radamw",
@@ -77,6 +87,7 @@ STEP_VARIANTS = (
         experts=20,
         top_k=10,
         optimizer="radamw",
+        shares="moe_lora",
     ),
     Variant("looped", "looped MoE-LoRA(20,10,4)", "looped", rank=4, experts=20, top_k=10),
 )
@@ -88,6 +99,7 @@ class Built:
     model: nn.Module
     optimizer: torch.optim.Optimizer | None
     trainable: int
+    gate_rescale: bool | None = None  # ours with a router: set on the adapters before each step
     forward: Callable = field(init=False)
 
     def __post_init__(self):
@@ -99,8 +111,13 @@ def share_weights(base: nn.Module) -> nn.Module:
     return copy.deepcopy(base, memo={id(p): p for p in base.parameters()})
 
 
-def build(variant: Variant, base: nn.Module, seed: int) -> Built:
+def build(variant: Variant, base: nn.Module, seed: int, shared: Built | None = None) -> Built:
+    """`shared`: the Built of `variant.shares` (required exactly when that is set)."""
     torch.manual_seed(seed)
+    if variant.shares is not None:
+        if shared is None or shared.variant.name != variant.shares or variant.kind != "ours":
+            raise ValueError(f"{variant.name} shares {variant.shares!r}: pass that Built")
+        return _with_optimizer(variant, shared.model)
     model = share_weights(base)
     optimizer = None
     if variant.kind == "frozen":
@@ -121,9 +138,7 @@ def build(variant: Variant, base: nn.Module, seed: int) -> Built:
         )
         inject_adapters(model, config)
         _randomise_b(model, seed)
-        optimizer, _ = build_optimizer(
-            model, {"name": variant.optimizer, "lr": LR, "router_lr": ROUTER_LR}
-        )
+        return _with_optimizer(variant, model.train())
     elif variant.kind == "peft":
         from peft import LoraConfig, get_peft_model
 
@@ -158,12 +173,24 @@ def build(variant: Variant, base: nn.Module, seed: int) -> Built:
     return Built(variant, model, optimizer, trainable)
 
 
+def _with_optimizer(variant: Variant, model: nn.Module) -> Built:
+    optimizer, _ = build_optimizer(
+        model, {"name": variant.optimizer, "lr": LR, "router_lr": ROUTER_LR}
+    )
+    layers = [layer for _, layer in adapter_modules(model)]
+    rescale = layers[0].gate_rescale if variant.experts > 1 else None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return Built(variant, model, optimizer, trainable, rescale)
+
+
 def make_step(built: Built, ids: torch.Tensor, seed: int) -> Callable[[], None]:
     """One full training step on `ids`; the k-th call of any variant seeds with seed + k."""
     counter = itertools.count()
-    forward, optimizer = built.forward, built.optimizer
+    forward, optimizer, rescale = built.forward, built.optimizer, built.gate_rescale
 
     def step() -> None:
+        if rescale is not None:
+            set_gate_rescale(built.model, rescale)
         torch.manual_seed(seed + next(counter))
         loss = forward(input_ids=ids, labels=ids).loss
         loss.backward()

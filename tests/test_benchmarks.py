@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` liv
 
 from benchmarks import measure, report, train_step  # noqa: E402
 from benchmarks.looped import LoopedMoELoRA  # noqa: E402
-from benchmarks.variants import STEP_VARIANTS  # noqa: E402
+from benchmarks.models import tiny_llama  # noqa: E402
+from benchmarks.variants import STEP_VARIANTS, build, make_step  # noqa: E402
 from loralab.adapters import AdapterConfig, AdapterLinear  # noqa: E402
 
 TINY_ARGS = [
@@ -94,6 +95,25 @@ def test_printed_table_shows_every_target_with_pass_or_fail(tiny_run, capsys):
         assert row["target"] in line
         assert line.rstrip().endswith("PASS" if row["pass"] else "FAIL")
     assert "targets:" in text and "scaling sweep" in text
+
+
+def test_optimizer_and_rescaling_variants_train_the_same_model():
+    variants = {variant.name: variant for variant in STEP_VARIANTS}
+    base = tiny_llama().build(torch.device("cpu"), torch.float32)
+    plain = build(variants["moe_lora"], base, seed=0)
+    rescaled = build(variants["moe_lora_g"], base, seed=0, shared=plain)
+    radamw = build(variants["moe_lora_radamw"], base, seed=0, shared=plain)
+    assert rescaled.model is plain.model is radamw.model
+    assert len({id(b.optimizer) for b in (plain, rescaled, radamw)}) == 3
+    assert (plain.gate_rescale, rescaled.gate_rescale, radamw.gate_rescale) == (False, True, False)
+    ids = torch.randint(0, 128, (1, 8))
+    layer = plain.model.model.layers[0].self_attn.q_proj
+    make_step(rescaled, ids, seed=0)()
+    assert layer.gate_rescale
+    make_step(plain, ids, seed=0)()
+    assert not layer.gate_rescale
+    with pytest.raises(ValueError, match="shares"):
+        build(variants["moe_lora_radamw"], base, seed=0)
 
 
 def test_interleave_rotates_order_and_stops_at_max_rounds():

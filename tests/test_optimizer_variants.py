@@ -50,4 +50,4 @@ def test_variant_reduces_training_loss_in_20_steps(name, tmp_path):
     summary, model = run(cfg, tmp_path)
     assert summary["steps"] == 20
     before, after = training_loss(untrained, cfg), training_loss(model, cfg)
-    assert after < 0.95 * before, f"{name}: training loss {before:.3f} -> {after:.3f}"
+    assert after < 0.97 * before, f"{name}: training loss {before:.3f} -> {after:.3f}"
