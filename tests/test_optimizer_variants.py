@@ -29,6 +29,7 @@ def training_loss(model, cfg) -> float:
 def test_variant_reduces_training_loss_in_20_steps(name, tmp_path):
     overrides = [
         "model=tiny_llama",
+        "trainer.precision=32-true",
         f"optimizer={name}",
         f"optimizer.lr={LR.get(name, 3e-2)}",
         "optimizer.router_lr=1e-3",

@@ -14,6 +14,7 @@ from loralab.checkpointing import AtomicCheckpointIO, UnsafeCheckpointError, saf
 
 TINY = [
     "model=tiny_llama",
+    "trainer.precision=32-true",
     "logger=csv",
     "adapter.num_experts=4",
     "adapter.top_k=2",
@@ -164,6 +165,7 @@ def test_bad_configs_exit_2_before_loading_a_model(tmp_path, overrides, fragment
 def test_ddp_on_two_processes_matches_one_process(tmp_path, optimizer):
     common = [
         "model=tiny_llama",
+        "trainer.precision=32-true",
         "logger=csv",
         f"optimizer={optimizer}",
         "optimizer.lr=1e-2",

@@ -13,6 +13,7 @@ from loralab.train import CONF_DIR, run
 def test_lora_training_updates_only_adapters(tmp_path):
     overrides = [
         "model=tiny_llama",
+        "trainer.precision=32-true",
         "adapter=lora",
         "adapter.dropout=0.0",
         "adapter.target_modules=[q_proj,v_proj]",

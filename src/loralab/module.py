@@ -77,7 +77,7 @@ class AdapterModule(L.LightningModule):
             os.kill(os.getpid(), signal.SIGKILL)
         log_router = self.router_stats_every > 0 and self.global_step % self.router_stats_every == 0
         enable_router_stats(self.model, log_router)
-        loss = answer_loss(self.model, batch)
+        loss = self._token_mean_loss(batch)
         if self.global_step == self.nan_at_step:
             self.nan_at_step = None  # once: a skipped batch does not advance the step
             loss = loss * float("nan")
@@ -96,6 +96,22 @@ class AdapterModule(L.LightningModule):
             self.log_dict(collect_router_stats(self.model), batch_size=size)
             enable_router_stats(self.model, False)
         return total
+
+    def _token_mean_loss(self, batch) -> torch.Tensor:
+        """Mean over the answer tokens of the whole global batch, also under DDP.
+
+        Each process divides its token-loss sum by the global token count times the number of
+        processes; DDP's gradient average then gives exactly the one-process gradient even when
+        answers differ in length across processes.
+        """
+        logits, targets, _ = answer_logits(self.model, batch)
+        total = F.cross_entropy(logits.float(), targets, reduction="sum")
+        world = self.trainer.world_size
+        if world == 1:
+            return total / targets.numel()
+        count = torch.tensor(float(targets.numel()), device=total.device)
+        count = self.trainer.strategy.reduce(count, reduce_op="sum")
+        return total * world / count
 
     def _non_finite(self, what: str) -> None:
         message = f"non-finite training at step {self.global_step}: {what}"
