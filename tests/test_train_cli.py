@@ -104,3 +104,22 @@ def test_unknown_option_lists_the_allowed_ones(tmp_path):
 def test_unknown_key_is_refused(tmp_path):
     done = train_cli(["adapter.rnak=4"], tmp_path)
     assert done.returncode != 0 and "rnak" in done.stderr
+
+
+def test_figures_cli_draws_runs_and_table(tiny_run, tmp_path):
+    from loralab.figures import main as figures
+
+    run_dir, _ = tiny_run
+    figures([str(run_dir), "--out", str(tmp_path / "fig")])
+    assert (tmp_path / "fig" / "runs.png").stat().st_size > 10_000
+    assert (tmp_path / "fig" / "runs.pdf").is_file()
+    table = (tmp_path / "fig" / "accuracy.md").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert f"{100 * summary['test_acc_after']:.1f}" in table
+
+
+def test_figures_cli_rejects_a_folder_without_metrics(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "loralab.figures", str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "no metrics.csv" in done.stderr
