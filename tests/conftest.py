@@ -1,6 +1,7 @@
 """Shared fixtures: tiny random-init models and an isolated, offline environment."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,25 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+SHARED_DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real ScienceQA / commonsense data beside the project; tests skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (see its README)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The tiny in-memory BPE tokenizer of model=tiny_llama."""
+    from loralab.models.tiny import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
 
 
 def make_tiny_llama(seed: int = 0, vocab_size: int = 128, hidden_size: int = 64, layers: int = 2):

@@ -1,14 +1,6 @@
 """Label masking and truncation, checked against hand-built expectations."""
 
-import pytest
-
 from loralab.data.encoding import IGNORE_INDEX, encode_example, pad_right
-from loralab.models.tiny import build_tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
 
 
 def test_labels_cover_exactly_the_answer_and_eos(tokenizer):
