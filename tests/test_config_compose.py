@@ -52,3 +52,38 @@ def test_sharded_trainers_refuse_riemannian_optimizers():
     for trainer in ("fsdp", "deepspeed"):
         with pytest.raises(ConfigError, match="preconditions whole"):
             validate_config(compose_train([f"trainer={trainer}", "optimizer=grsgd"]))
+
+
+PAPER = ["paper_fig2", "paper_fig3", "paper_scienceqa", "paper_adamw", "moslora_commonsense"]
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_experiments_state_the_papers_settings(name):
+    cfg = compose_train([f"experiment={name}"])
+    OmegaConf.resolve(cfg)
+    assert cfg.model.name == "llama3_2_3b"
+    if name == "moslora_commonsense":
+        assert (cfg.adapter.rank, cfg.adapter.alpha, cfg.optimizer.lr) == (16, 32, 3e-4)
+        assert cfg.optimizer.scheduler.warmup_steps == 100
+        return
+    assert (cfg.adapter.num_experts, cfg.adapter.top_k, cfg.adapter.rank) == (20, 10, 4)
+    assert cfg.optimizer.lr == (3e-5 if cfg.optimizer.base == "sgd" else 1e-5)
+    assert cfg.optimizer.router_lr == 3e-8
+    assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 80
+    assert cfg.optimizer.scheduler.total_steps == 2222
+
+
+def test_paper_sweeps_name_the_papers_variants():
+    sweeps = {name: compose_sweep(name) for name in PAPER}
+    assert sweeps["paper_fig2"]["optimizer"] == "rsgd,grsgd"
+    assert sweeps["paper_fig3"]["optimizer"] == "sgd,gsgd,rsgd,grsgd"
+    assert len(sweeps["paper_scienceqa"]["optimizer"].split(",")) == 8
+    assert sweeps["moslora_commonsense"]["adapter"] == "lora,moslora"
+
+
+def compose_sweep(name: str) -> dict:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=[f"experiment={name}"], return_hydra_config=True
+        )
+    return dict(cfg.hydra.sweeper.params)

@@ -141,6 +141,7 @@ BAD = [
     (["optimizer.delta=0"], "optimizer.delta"),
     (["optimizer.router_lr=-1e-3"], "optimizer.router_lr"),
     (["optimizer.scheduler.name=step"], "optimizer.scheduler.name"),
+    (["optimizer.scheduler.warmup_steps=500"], "optimizer.scheduler.warmup_steps=500"),
     (["optimizer.lr=fast"], "optimizer.lr"),
     (["data.batch_size=0"], "data.batch_size=0"),
     (["data.overflow=wrap"], "data.overflow='wrap'"),

@@ -64,6 +64,14 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     max_steps = cfg["trainer"]["max_steps"]
     if not isinstance(max_steps, int) or max_steps < 1:
         errors.append(f"trainer.max_steps={max_steps!r} must be an integer >= 1")
+    scheduler = cfg["optimizer"].get("scheduler")
+    if scheduler and isinstance(max_steps, int) and isinstance(scheduler.get("warmup_steps"), int):
+        length = scheduler.get("total_steps") or max_steps
+        if scheduler["name"] != "constant" and scheduler["warmup_steps"] >= length:
+            errors.append(
+                f"optimizer.scheduler.warmup_steps={scheduler['warmup_steps']} must be below the "
+                f"schedule length {length} (optimizer.scheduler.total_steps or trainer.max_steps)"
+            )
     strategy = str(cfg["trainer"].get("strategy", "auto"))
     if cfg["optimizer"]["riemannian"] and strategy.startswith(SHARDING_STRATEGIES):
         errors.append(

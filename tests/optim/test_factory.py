@@ -25,7 +25,28 @@ def test_shipped_configs_are_complete_and_valid(name):
     assert cfg["name"] == name
     assert cfg["router_lr"] == 3e-8 and cfg["delta"] == 1e-6 and cfg["router_clip"] == 1.0
     assert cfg["lr"] == (3e-5 if cfg["base"] == "sgd" else 1e-5)
-    assert cfg["scheduler"] == {"name": "linear", "warmup_steps": 0, "final_lr_fraction": 0.1}
+    assert cfg["scheduler"] == {
+        "name": "linear",
+        "warmup_steps": 0,
+        "final_lr_fraction": 0.1,
+        "total_steps": None,
+    }
+
+
+def test_schedule_length_can_differ_from_the_run():
+    """The paper's figure runs stop at step 500 of a schedule laid out for 2222 steps."""
+    model = adapted_llama("lora")
+    config = {
+        "name": "rsgd",
+        "lr": 1.0,
+        "scheduler": {"name": "linear", "final_lr_fraction": 0.0, "total_steps": 2222},
+    }
+    optimizer, scheduler = build_optimizer(model, config, total_steps=500)
+    for _ in range(500):
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1 - 500 / 2222)
+    with pytest.raises(ValueError, match="scheduler.total_steps"):
+        validate_optimizer_config(config | {"scheduler": {"name": "linear", "total_steps": 0}})
 
 
 def test_defaults_follow_the_name():

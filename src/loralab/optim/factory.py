@@ -45,7 +45,9 @@ DEFAULTS = {
     "scheduler": None,
 }
 KEYS = ("name", "base", "riemannian", "gate_rescale", "lr", *DEFAULTS)
-SCHEDULER_DEFAULTS = {"warmup_steps": 0, "final_lr_fraction": 0.0}
+# total_steps None: the run's max_steps. The paper's figure runs stop after 500 steps of a
+# schedule laid out for 2222, so the schedule length can differ from the run length.
+SCHEDULER_DEFAULTS = {"warmup_steps": 0, "final_lr_fraction": 0.0, "total_steps": None}
 SCHEDULER_KEYS = ("name", *SCHEDULER_DEFAULTS)
 
 
@@ -154,7 +156,9 @@ def build_optimizer(
     set_gate_rescale(model, cfg["gate_rescale"])
     scheduler = None
     if cfg["scheduler"] is not None:
-        scheduler = build_scheduler(optimizer, total_steps=total_steps, **cfg["scheduler"])
+        sched = dict(cfg["scheduler"])
+        length = sched.pop("total_steps") or total_steps
+        scheduler = build_scheduler(optimizer, total_steps=length, **sched)
     return optimizer, scheduler
 
 
@@ -167,6 +171,11 @@ def _validate_scheduler(config) -> dict:
     warmup = sched["warmup_steps"]
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         _bad("scheduler.warmup_steps", warmup, "an integer >= 0")
+    length = sched["total_steps"]
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int) or length < 1
+    ):
+        _bad("scheduler.total_steps", length, "null (= trainer.max_steps) or an integer >= 1")
     fraction = sched["final_lr_fraction"]
     _check_number("scheduler.final_lr_fraction", fraction, lambda v: 0 <= v <= 1, "in [0, 1]")
     return sched
