@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+from loralab.figures import main as figures
 from loralab.logs.wandb_offline import find_run_file, read_history
 
 TRAIN = [sys.executable, "-m", "loralab.train"]
@@ -107,8 +108,6 @@ def test_unknown_key_is_refused(tmp_path):
 
 
 def test_figures_cli_draws_runs_and_table(tiny_run, tmp_path):
-    from loralab.figures import main as figures
-
     run_dir, _ = tiny_run
     figures([str(run_dir), "--out", str(tmp_path / "fig")])
     assert (tmp_path / "fig" / "runs.png").stat().st_size > 10_000
@@ -123,3 +122,29 @@ def test_figures_cli_rejects_a_folder_without_metrics(tmp_path):
         [sys.executable, "-m", "loralab.figures", str(tmp_path)], capture_output=True, text=True
     )
     assert done.returncode == 2 and "no metrics.csv" in done.stderr
+
+
+def test_figures_average_seeds_and_read_offline_wandb_runs(tiny_run, tmp_path):
+    """Two seeds of one configuration, one of them with only its offline W&B run left."""
+    import shutil
+
+    from loralab.figures import group_by_seed, load_run
+
+    run_dir, _ = tiny_run
+    seed1 = tmp_path / "seed1"
+    shutil.copytree(run_dir, seed1)
+    summary = json.loads((seed1 / "summary.json").read_text())
+    summary.update(run_name=summary["run_name"][: -len("-s0")] + "-s1", test_acc_after=1.0)
+    (seed1 / "summary.json").write_text(json.dumps(summary))
+    (seed1 / "metrics.csv").unlink()
+
+    name, frame, _ = load_run(seed1)
+    losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist()
+    assert frame["train/loss"].dropna().tolist() == pytest.approx(losses, rel=1e-6)
+    assert list(group_by_seed([load_run(run_dir), (name, frame, summary)])) == [name[:-3]]
+
+    figures([str(run_dir), str(seed1), "--out", str(tmp_path / "fig")])
+    row = (tmp_path / "fig" / "accuracy.md").read_text().splitlines()[2]
+    after = json.loads((run_dir / "summary.json").read_text())["test_acc_after"]
+    mean, std = 100 * (after + 1.0) / 2, 100 * abs(1.0 - after) / 2
+    assert "| 2 |" in row and f"{mean:.1f} ± {std:.1f}" in row
