@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -148,3 +149,20 @@ def test_figures_average_seeds_and_read_offline_wandb_runs(tiny_run, tmp_path):
     after = json.loads((run_dir / "summary.json").read_text())["test_acc_after"]
     mean, std = 100 * (after + 1.0) / 2, 100 * abs(1.0 - after) / 2
     assert "| 2 |" in row and f"{mean:.1f} ± {std:.1f}" in row
+
+
+def test_figures_notebook_runs_on_a_logged_run(tiny_run, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    run_dir, _ = tiny_run
+    notebook = nbformat.read(Path(__file__).parents[1] / "notebooks" / "figures.ipynb", 4)
+    monkeypatch.setenv("LORALAB_RUN_DIRS", str(run_dir))  # the kernel inherits the environment
+    monkeypatch.setenv("LORALAB_FIGURES_OUT", str(tmp_path / "nb"))
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    assert (tmp_path / "nb" / "runs.png").stat().st_size > 10_000
+    summary = json.loads((run_dir / "summary.json").read_text())
+    table = (tmp_path / "nb" / "accuracy.md").read_text()
+    assert f"{100 * summary['test_acc_after']:.1f}" in table
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
