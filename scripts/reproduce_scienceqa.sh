@@ -1,9 +1,3 @@
 #!/usr/bin/env bash
-# Reproduce the paper's scienceqa runs (all variants x seeds 0,1,2) and draw them.
-# Usage: scripts/reproduce_scienceqa.sh [cpu]   (cpu: the embedded model on the demo quiz)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-suffix=${1:+_$1}
-out=multirun/paper_scienceqa${suffix}
-.venv/bin/loralab-train -m experiment=paper_scienceqa${suffix} hydra.sweep.dir="$out"
-.venv/bin/loralab-figures "$out"/*/ --out "figures/paper_scienceqa${suffix}"
+# Reproduce paper_scienceqa (all variants x seeds 0,1,2) and draw it. Usage: scripts/reproduce_scienceqa.sh [cpu]
+exec "$(dirname "$0")/reproduce.sh" paper_scienceqa "$@"
