@@ -60,7 +60,9 @@ def random_llama(
 
     def build(device: torch.device, dtype: torch.dtype) -> nn.Module:
         torch.manual_seed(seed)
-        return _frozen(LlamaForCausalLM(config), device, dtype)
+        with torch.device(device):  # a GPU-size model is initialised on the GPU, not the CPU
+            model = LlamaForCausalLM(config)
+        return _frozen(model, device, dtype)
 
     description = (
         f"random-init Llama: hidden {hidden}, {layers} layers, {heads} heads, {kv_heads} KV "
@@ -127,6 +129,18 @@ def model_specs(quick: bool) -> dict[str, ModelSpec]:
         # core, and 8 variants x (2 + 3 rounds) of it would not fit the 10-minute budget.
         "smollm2_135m": smollm2(batch=1, seq_len=256),
         "tiny": tiny_llama(),
+        # GPU scale (not in the default --models): Llama-3.2-1B's layer shapes, 8 x 512 tokens.
+        "llama_1b": random_llama(
+            "llama_1b",
+            hidden=2048,
+            layers=16,
+            heads=32,
+            kv_heads=8,
+            mlp=8192,
+            vocab=32000,
+            batch=8,
+            seq_len=512,
+        ),
     }
 
 

@@ -52,7 +52,13 @@ SWEEP_FIXED_EXPERTS, SWEEP_FIXED_RANK = 8, 4
 OPTIMIZERS = ("adamw", "radamw", "sgd", "rsgd")
 # Each part's share of what is left of --budget-s when it starts; it spends its share on
 # building, warm-up and memory steps first, then on timed rounds (at least one).
-BUDGET_WEIGHTS = {"mid_llama": 0.56, "smollm2_135m": 0.24, "tiny": 0.05, "sweep": 0.2}
+BUDGET_WEIGHTS = {
+    "mid_llama": 0.56,
+    "smollm2_135m": 0.24,
+    "llama_1b": 0.5,
+    "tiny": 0.05,
+    "sweep": 0.2,
+}
 OPTIMIZER_BUDGET_S = 10.0
 
 
@@ -80,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         default="mid_llama,smollm2_135m",
-        help="comma list of mid_llama, smollm2_135m, tiny",
+        help="comma list of mid_llama, smollm2_135m, tiny, llama_1b (GPU scale; full size only)",
     )
     parser.add_argument("--no-sweep", dest="sweep", action="store_false")
     parser.add_argument("--sweep-experts", default=",".join(map(str, SWEEP_EXPERTS)))

@@ -57,7 +57,7 @@ def reference(layer, x, rescale):
 def value_and_grads(layer, x, forward):
     x = x.clone().requires_grad_(True)
     y = forward(x)
-    weights = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
+    weights = torch.linspace(-1, 1, y.numel(), dtype=y.dtype, device=y.device).reshape(y.shape)
     params = [p for p in (layer.lora_A, layer.lora_B, layer.mixer) if p is not None]
     params += [layer.router.weight] if layer.router is not None else []
     grads = torch.autograd.grad((y * weights).sum(), [x, *params])
@@ -172,3 +172,17 @@ def test_gate_rescaled_backward_under_cpu_bf16_autocast():
     assert y.dtype == torch.bfloat16
     for grad in (x.grad, layer.lora_A.grad, layer.lora_B.grad, layer.router.weight.grad):
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_routing_ignores_autocast():
+    """The router runs in float32 under bf16 autocast: the same experts and gate weights as
+    without it (a bf16 router matmul would round near-tied logits into other choices)."""
+    torch.manual_seed(0)
+    config = AdapterConfig(kind="moe_lora", rank=2, num_experts=16, top_k=4)
+    layer = AdapterLinear(nn.Linear(64, 8), config)
+    x = torch.randn(256, 64)
+    want = layer._gate(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer._gate(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

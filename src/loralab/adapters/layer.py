@@ -96,10 +96,13 @@ class AdapterLinear(nn.Module):
     def _gate(self, x: torch.Tensor) -> torch.Tensor:
         """Top-k gate (N, E): softmax over the k largest logits, zeros elsewhere.
 
-        Computed in at least float32 so a bf16 input does not round the routing decision.
+        Computed in at least float32 so a bf16 input does not round the routing decision, with
+        autocast off: CUDA autocast would run the router matmul in bf16 anyway (and softmax in
+        float32, which then mismatched the gate's dtype).
         """
         work = torch.promote_types(x.dtype, torch.float32)
-        logits = F.linear(x.to(work), self.router.weight.to(work))
+        with torch.autocast(x.device.type, enabled=False):
+            logits = F.linear(x.to(work), self.router.weight.to(work))
         top = logits.topk(self.top_k, dim=-1)
         gate = torch.zeros_like(logits).scatter(-1, top.indices, top.values.softmax(-1))
         if self.track_router_stats or self.load_balance_coef > 0:
