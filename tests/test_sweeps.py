@@ -37,3 +37,54 @@ def test_sweep_resolves_against_the_hydra_config(path):
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(config_name="train", overrides=overrides)
         validate_config(cfg)
+
+
+def test_optuna_lr_search_returns_the_best_trial(tmp_path):
+    """hparams_search=lr_optuna: real Optuna trials, each a full run; the reported best lr and
+    value are the trial whose last val/acc is highest, and every lr lies in the search box."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    sweep_dir = tmp_path / "search"
+    args = [
+        "-m",
+        "experiment=smoke",
+        "hparams_search=lr_optuna",
+        "optimizer=gsgd",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "optimizer.lr=tag(log, interval(1e-3, 1))",
+        "logger=csv",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "evaluation.before_training=false",
+        "task.max_examples.train=32",
+        "task.max_examples.validation=16",
+        "task.max_examples.test=8",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    environ = dict(os.environ, LORALAB_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run(
+        [sys.executable, "-m", "loralab.train", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    trials = {}
+    for metrics in sweep_dir.glob("*/metrics.csv"):
+        config = yaml.safe_load((metrics.parent / ".hydra" / "config.yaml").read_text())
+        frame = pd.read_csv(metrics)
+        trials[config["optimizer"]["lr"]] = frame["val/acc"].dropna().iloc[-1]
+        assert config["optimizer"]["name"] == "gsgd"
+    assert len(trials) == 3
+    assert all(1e-3 <= lr <= 1 for lr in trials)
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert results["best_value"] == pytest.approx(max(trials.values()))
+    assert trials[results["best_params"]["optimizer.lr"]] == pytest.approx(results["best_value"])

@@ -174,7 +174,7 @@ def _quiet_known_warnings() -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     global _task_started
@@ -201,6 +201,22 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     print(format_summary(summary))
+    if cfg.optimized_metric is not None:
+        return objective(summary, cfg.optimized_metric)
+    return None
+
+
+def objective(summary: dict, metric: str) -> float:
+    """The last logged value of `metric` (a metrics.csv column), what a sweeper optimises."""
+    from loralab.loggers import first_and_last
+
+    _, last = first_and_last(Path(summary["metrics_csv"]), metric)
+    if last is None:
+        raise ValueError(
+            f"optimized_metric={metric!r} was never logged in {summary['metrics_csv']}: "
+            "name a logged column such as val/acc or val/loss"
+        )
+    return float(last)
 
 
 def main() -> None:

@@ -81,6 +81,12 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     every = cfg["checkpoint"]["every_n_steps"]
     if not isinstance(every, int) or every < 0:
         errors.append(f"checkpoint.every_n_steps={every!r} must be an integer >= 0 (0 = end only)")
+    metric = cfg.get("optimized_metric")
+    if metric is not None and not (isinstance(metric, str) and "/" in metric):
+        errors.append(
+            f"optimized_metric={metric!r} must be a logged metric such as val/acc or val/loss "
+            "(or null)"
+        )
     if cfg["nonfinite"] not in NONFINITE_POLICIES:
         errors.append(f"nonfinite={cfg['nonfinite']!r} must be one of {list(NONFINITE_POLICIES)}")
     resume = cfg["resume"]
