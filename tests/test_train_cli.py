@@ -111,11 +111,24 @@ def test_unknown_key_is_refused(tmp_path):
 def test_figures_cli_draws_runs_and_table(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     figures([str(run_dir), "--out", str(tmp_path / "fig")])
-    assert (tmp_path / "fig" / "runs.png").stat().st_size > 10_000
-    assert (tmp_path / "fig" / "runs.pdf").is_file()
+    for stem in ("runs", "train_loss"):
+        assert (tmp_path / "fig" / f"{stem}.png").stat().st_size > 10_000
+        assert (tmp_path / "fig" / f"{stem}.pdf").is_file()
     table = (tmp_path / "fig" / "accuracy.md").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert f"{100 * summary['test_acc_after']:.1f}" in table
+    losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist()
+    assert len(losses) == 20 and f"{sum(losses) / 20:.3f} ± 0.000" in table  # TAIL_STEPS = 20
+
+
+def test_figure_curves_smooth_each_run_then_take_mean_and_spread():
+    from loralab.figures import curve
+
+    a = pd.DataFrame({"step": [0, 1, 2, 3], "train/loss": [4.0, 2.0, 6.0, 0.0]})
+    b = pd.DataFrame({"step": [0, 1, 2, 3], "train/loss": [2.0, 2.0, 2.0, 2.0]})
+    stats = curve([a, b], "train/loss", smooth=2)
+    assert stats["mean"].tolist() == [3.0, 2.5, 3.0, 2.5]  # a smoothed: 4, 3, 4, 3
+    assert stats["min"].tolist() == [2.0] * 4 and stats["max"].tolist() == [4.0, 3.0, 4.0, 3.0]
 
 
 def test_figures_cli_rejects_a_folder_without_metrics(tmp_path):
@@ -161,6 +174,7 @@ def test_figures_notebook_runs_on_a_logged_run(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("LORALAB_FIGURES_OUT", str(tmp_path / "nb"))
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     assert (tmp_path / "nb" / "runs.png").stat().st_size > 10_000
+    assert (tmp_path / "nb" / "train_loss.png").stat().st_size > 10_000
     summary = json.loads((run_dir / "summary.json").read_text())
     table = (tmp_path / "nb" / "accuracy.md").read_text()
     assert f"{100 * summary['test_acc_after']:.1f}" in table

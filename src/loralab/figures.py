@@ -1,9 +1,11 @@
 """``loralab-figures RUN_DIR ...``: the papers' curves from logged runs, averaged over seeds.
 
 Reads each run's ``metrics.csv`` (or, when a run has none, its offline W&B run), groups runs
-that differ only in the seed (the ``-s<seed>`` suffix of the run name), and draws training
-loss, eval loss and accuracy over steps: the mean of each group as a line, the spread (min to
-max over seeds) as a band. Also writes a markdown table of test accuracy, mean and standard
+that differ only in the seed (the ``-s<seed>`` suffix of the run name), and draws two
+figures, each as PNG and PDF: ``runs`` (Figure 2's layout: training loss, eval loss and
+accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel per optimizer,
+the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
+band. Also writes ``accuracy.md``: test accuracy and final training loss, mean and standard
 deviation over seeds.
 """
 
@@ -23,6 +25,7 @@ import pandas as pd  # noqa: E402
 
 PANELS = (("train/loss", "training loss"), ("val/loss", "eval loss"), ("val/acc", "accuracy"))
 SEED_SUFFIX = re.compile(r"-s\d+$")
+TAIL_STEPS = 20
 
 
 def load_run(run_dir: Path) -> tuple[str, pd.DataFrame, dict]:
@@ -52,10 +55,13 @@ def group_by_seed(runs) -> dict[str, list]:
     return groups
 
 
-def curve(frames: list[pd.DataFrame], column: str) -> pd.DataFrame:
-    """Per step: mean, min and max of ``column`` over the frames that logged it."""
+def curve(frames: list[pd.DataFrame], column: str, smooth: int = 1) -> pd.DataFrame:
+    """Per step: mean, min and max of ``column`` over the frames that logged it, each run first
+    smoothed by a trailing mean over ``smooth`` logged points."""
     series = [
-        f.dropna(subset=[column]).groupby("step")[column].last() for f in frames if column in f
+        f.dropna(subset=[column]).groupby("step")[column].last().rolling(smooth, 1).mean()
+        for f in frames
+        if column in f
     ]
     table = pd.concat(series, axis=1)
     return pd.DataFrame(
@@ -63,27 +69,60 @@ def curve(frames: list[pd.DataFrame], column: str) -> pd.DataFrame:
     )
 
 
-def draw(groups: dict[str, list], out_dir: Path) -> list[Path]:
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.8))
-    for ax, (column, label) in zip(axes, PANELS, strict=True):
-        for name, runs in groups.items():
-            frames = [frame for _, frame, _ in runs if column in frame]
-            if not frames:
-                continue
-            stats = curve(frames, column)
-            style = "-" if len(stats) > 20 else "o-"
-            ax.plot(stats.index, stats["mean"], style, label=f"{name} (n={len(frames)})")
-            if len(frames) > 1:
-                ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2)
-        ax.set(xlabel="step", ylabel=label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+def _plot_group(ax, stats: pd.DataFrame, n: int, label: str, **style) -> None:
+    ax.plot(stats.index, stats["mean"], "-" if len(stats) > 20 else "o-", label=label, **style)
+    if n > 1:
+        ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2, **style)
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     fig.tight_layout()
-    paths = [out_dir / "runs.png", out_dir / "runs.pdf"]
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     for path in paths:
         fig.savefig(path, dpi=120)
     plt.close(fig)
     return paths
+
+
+def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
+    """Figure 2's layout: training loss (smoothed), eval loss and accuracy over steps."""
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.8))
+    for ax, (column, label) in zip(axes, PANELS, strict=True):
+        for name, runs in groups.items():
+            frames = [frame for _, frame, _ in runs if column in frame]
+            if frames:
+                window = smooth if column == "train/loss" else 1
+                stats = curve(frames, column, window)
+                _plot_group(ax, stats, len(frames), f"{name} (n={len(frames)})")
+        if column == "train/loss" and smooth > 1:
+            label = f"{label} (mean of last {smooth} steps)"
+        ax.set(xlabel="step", ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, out_dir, "runs")
+
+
+def draw_train_loss(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
+    """Figure 3's layout: training loss, one panel per group, the other groups in grey."""
+    curves = {
+        name: (curve(frames, "train/loss", smooth), len(frames))
+        for name, runs in groups.items()
+        if (frames := [frame for _, frame, _ in runs if "train/loss" in frame])
+    }
+    fig, axes = plt.subplots(
+        1, max(1, len(curves)), figsize=(4 * max(1, len(curves)), 3.6), sharey=True, squeeze=False
+    )
+    for ax, (name, (stats, n)) in zip(axes[0], curves.items(), strict=False):  # none: 1 empty
+        for other, (other_stats, _) in curves.items():
+            if other != name:
+                ax.plot(other_stats.index, other_stats["mean"], color="0.75", linewidth=0.8)
+        _plot_group(ax, stats, n, f"n={n}", color="C0")
+        ax.set(title=name, xlabel="step", yscale="log")  # log: plateaus stay distinguishable
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    ylabel = "training loss" + (f" (mean of last {smooth} steps)" if smooth > 1 else "")
+    axes[0][0].set_ylabel(ylabel)
+    return _save(fig, out_dir, "train_loss")
 
 
 def final_accuracy(frame: pd.DataFrame, summary: dict) -> tuple[float | None, float | None]:
@@ -92,31 +131,53 @@ def final_accuracy(frame: pd.DataFrame, summary: dict) -> tuple[float | None, fl
     return before, summary.get("test_acc_after", tests[-1] if tests else None)
 
 
+def _mean_std(values: list[float | None], scale: float, digits: int) -> str:
+    known = pd.Series([scale * v for v in values if v is not None], dtype=float)
+    return "n/a" if known.empty else f"{known.mean():.{digits}f} ± {known.std(ddof=0):.{digits}f}"
+
+
+def final_train_loss(frame: pd.DataFrame, last: int = TAIL_STEPS) -> float | None:
+    """Mean training loss over the last ``last`` logged steps (one step's batch is noisy)."""
+    if "train/loss" not in frame:
+        return None
+    losses = frame.dropna(subset=["train/loss"]).groupby("step")["train/loss"].last()
+    return float(losses.tail(last).mean()) if len(losses) else None
+
+
 def accuracy_table(groups: dict[str, list]) -> str:
-    """Test accuracy (%) before and after training: mean ± std over seeds."""
+    """Test accuracy (%) before and after training and the final training loss: mean ± std
+    over seeds (population std)."""
     lines = [
-        "| run | seeds | test acc before | test acc after | steps |",
-        "|---|---|---|---|---|",
+        "| run | seeds | test acc before | test acc after | "
+        f"train loss (last {TAIL_STEPS} steps) | steps |",
+        "|---|---|---|---|---|---|",
     ]
     for name, runs in groups.items():
         pairs = [final_accuracy(frame, summary) for _, frame, summary in runs]
-        cells = []
-        for values in zip(*pairs, strict=True):
-            known = pd.Series([100 * v for v in values if v is not None], dtype=float)
-            cells.append("n/a" if known.empty else f"{known.mean():.1f} ± {known.std(ddof=0):.1f}")
+        before, after = (_mean_std(list(values), 100, 1) for values in zip(*pairs, strict=True))
+        loss = _mean_std([final_train_loss(frame) for _, frame, _ in runs], 1, 3)
         steps = max(int(frame["step"].max()) for _, frame, _ in runs)
-        lines.append(f"| {name} | {len(runs)} | {cells[0]} | {cells[1]} | {steps} |")
+        lines.append(f"| {name} | {len(runs)} | {before} | {after} | {loss} | {steps} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="loralab-figures",
-        description="Loss/accuracy curves (mean and spread over seeds) and an accuracy table.",
+        description="Loss/accuracy curves (mean and spread over seeds) and an accuracy table: "
+        "runs.png/pdf (Figure 2 layout), train_loss.png/pdf (Figure 3 layout), accuracy.md.",
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, help="loralab run directories")
     parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        default=1,
+        help="draw the training loss as a trailing mean over this many steps (default 1: raw)",
+    )
     args = parser.parse_args(argv)
+    if args.smooth < 1:
+        parser.error(f"--smooth {args.smooth}: must be an integer >= 1")
     try:
         runs = [load_run(d) for d in args.run_dirs]
     except FileNotFoundError as err:
@@ -124,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     groups = group_by_seed(runs)
     args.out.mkdir(parents=True, exist_ok=True)
-    paths = draw(groups, args.out)
+    paths = draw(groups, args.out, args.smooth) + draw_train_loss(groups, args.out, args.smooth)
     table = accuracy_table(groups)
     (args.out / "accuracy.md").write_text(table)
     print(table)
