@@ -180,3 +180,12 @@ def test_figures_notebook_runs_on_a_logged_run(tiny_run, tmp_path, monkeypatch):
     assert f"{100 * summary['test_acc_after']:.1f}" in table
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_eval_help_is_loralab_evals_own(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "loralab.evaluate", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert "loralab-eval: accuracy of a saved adapter" in done.stdout
+    assert "adapter_dir: null" in done.stdout and "mode=generate" in done.stdout
