@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# Reproduce paper_fig3 (all variants x seeds 0,1,2) and draw it. Usage: scripts/reproduce_fig3.sh [cpu]
+# Reproduce paper_fig3 (all variants x seeds 0,1,2) and draw it. Usage: [JOBS=N] scripts/reproduce_fig3.sh [cpu] [OVERRIDE ...]
 exec "$(dirname "$0")/reproduce.sh" paper_fig3 "$@"
