@@ -189,3 +189,18 @@ def test_eval_help_is_loralab_evals_own(tmp_path):
     assert done.returncode == 0
     assert "loralab-eval: accuracy of a saved adapter" in done.stdout
     assert "adapter_dir: null" in done.stdout and "mode=generate" in done.stdout
+
+
+def test_offline_wandb_run_is_named_and_grouped_by_experiment_and_variant(tiny_run):
+    """Dashboards group by job type (the experiment) and group (the variant, all seeds)."""
+    from loralab.logs.wandb_offline import read_records
+
+    run_dir, _ = tiny_run
+    runs = [
+        r.run for r in read_records(find_run_file(run_dir)) if r.WhichOneof("record_type") == "run"
+    ]
+    assert runs, "no run record in the offline W&B file"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert runs[0].display_name == summary["run_name"] == "demo-moe_lora-gradamw-s0"
+    assert runs[0].run_group == "demo-moe_lora-gradamw"
+    assert runs[0].job_type == "demo_cpu"

@@ -59,6 +59,7 @@ def build_loggers(
                 project=wandb_cfg["project"],
                 entity=wandb_cfg["entity"],
                 group=wandb_cfg["group"],
+                job_type=wandb_cfg.get("job_type") or experiment_name(),
                 tags=list(wandb_cfg["tags"]),
                 offline=mode == "offline",
                 mode=mode,
@@ -68,6 +69,15 @@ def build_loggers(
             )
         )
     return loggers
+
+
+def experiment_name() -> str | None:
+    """The experiment config Hydra composed (e.g. paper_fig3_cpu); None outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("experiment")
 
 
 def metrics_path(run_dir: Path) -> Path:
