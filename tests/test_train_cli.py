@@ -204,3 +204,9 @@ def test_offline_wandb_run_is_named_and_grouped_by_experiment_and_variant(tiny_r
     assert runs[0].display_name == summary["run_name"] == "demo-moe_lora-gradamw-s0"
     assert runs[0].run_group == "demo-moe_lora-gradamw"
     assert runs[0].job_type == "demo_cpu"
+
+
+def test_router_statistics_are_summaries_unless_asked_per_layer(tiny_run):
+    run_dir, _ = tiny_run
+    columns = [c for c in pd.read_csv(run_dir / "metrics.csv").columns if c.startswith("router/")]
+    assert sorted(columns) == ["router/dead_experts", "router/entropy", "router/load_imbalance"]

@@ -55,6 +55,7 @@ class AdapterModule(L.LightningModule):
         model,
         optimizer_cfg: Mapping[str, Any],
         router_stats_every: int = 10,
+        router_stats_per_layer: bool = False,
         nonfinite: str = "stop",
         nan_at_step: int | None = None,
         kill_at_step: int | None = None,
@@ -63,6 +64,7 @@ class AdapterModule(L.LightningModule):
         self.model = model
         self.optimizer_cfg = optimizer_cfg
         self.router_stats_every = router_stats_every
+        self.router_stats_per_layer = router_stats_per_layer
         self.nonfinite = nonfinite
         self.nan_at_step = nan_at_step
         self.kill_at_step = kill_at_step
@@ -93,7 +95,8 @@ class AdapterModule(L.LightningModule):
         if aux is not None:
             self.log("train/aux_loss", aux, batch_size=size)
         if log_router:
-            self.log_dict(collect_router_stats(self.model), batch_size=size)
+            stats = collect_router_stats(self.model, self.router_stats_per_layer)
+            self.log_dict(stats, batch_size=size)
             enable_router_stats(self.model, False)
         return total
 

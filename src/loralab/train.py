@@ -81,6 +81,7 @@ def run(cfg: DictConfig, run_dir: Path):
         model,
         resolved["optimizer"],
         router_stats_every=cfg.evaluation.router_stats_every,
+        router_stats_per_layer=cfg.evaluation.router_stats_per_layer,
         nonfinite=cfg.nonfinite,
         nan_at_step=cfg.debug.nan_at_step,
         kill_at_step=cfg.debug.kill_at_step,

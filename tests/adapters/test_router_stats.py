@@ -55,6 +55,8 @@ def test_model_summary_and_auxiliary_loss(tiny_llama):
     assert stats["router/dead_experts"] == sum(int((load == 0).sum()) for load in loads) >= 2
     total = auxiliary_loss(tiny_llama)
     torch.testing.assert_close(total, 0.5 * (layers[0].aux_loss + layers[1].aux_loss))
+    summary = collect_router_stats(tiny_llama, per_layer=False)
+    assert summary == {k: v for k, v in stats.items() if k.count("/") == 1} and len(summary) == 3
     enable_router_stats(tiny_llama, on=False)
     assert collect_router_stats(tiny_llama) == {}
 
