@@ -1,6 +1,8 @@
 """Shared fixtures: tiny random-init models and an isolated, offline environment."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 SHARED_DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
+
+
+def run_cli(module: str, args, cwd, **env) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS...` in `cwd` with extra environment variables (5-minute limit)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, **env),
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="session")

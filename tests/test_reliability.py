@@ -2,12 +2,11 @@
 give the same curves under DDP as in one process."""
 
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file
 
 from loralab.checkpointing import AtomicCheckpointIO, UnsafeCheckpointError, safe_load
@@ -32,15 +31,7 @@ TINY = [
 
 
 def train(args, cwd, **env):
-    environ = dict(os.environ, WANDB_MODE="offline", **env)
-    return subprocess.run(
-        [sys.executable, "-m", "loralab.train", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environ,
-        timeout=300,
-    )
+    return run_cli("loralab.train", args, cwd, WANDB_MODE="offline", **env)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):

@@ -42,11 +42,8 @@ def test_sweep_resolves_against_the_hydra_config(path):
 def test_optuna_lr_search_returns_the_best_trial(tmp_path):
     """hparams_search=lr_optuna: real Optuna trials, each a full run; the reported best lr and
     value are the trial whose last val/acc is highest, and every lr lies in the search box."""
-    import os
-    import subprocess
-    import sys
-
     import pandas as pd
+    from conftest import run_cli
 
     sweep_dir = tmp_path / "search"
     args = [
@@ -66,15 +63,7 @@ def test_optuna_lr_search_returns_the_best_trial(tmp_path):
         "task.max_examples.test=8",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    environ = dict(os.environ, LORALAB_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run(
-        [sys.executable, "-m", "loralab.train", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    done = run_cli("loralab.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr[-3000:]
 
     trials = {}

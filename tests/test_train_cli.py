@@ -1,26 +1,21 @@
 """End to end through the real console script: outputs, offline W&B run, fail-fast config errors."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_cli
 from safetensors.torch import load_file
 
 from loralab.figures import main as figures
 from loralab.logs.wandb_offline import find_run_file, read_history
 
-TRAIN = [sys.executable, "-m", "loralab.train"]
-
 
 def train_cli(args, tmp_path, **env):
-    environ = dict(os.environ, WANDB_MODE="offline", LORALAB_CACHE=str(tmp_path / "cache"), **env)
-    return subprocess.run(
-        [*TRAIN, *args], capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=300
-    )
+    return run_cli("loralab.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"), **env)
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,9 @@
 evaluates the saved adapter end to end and refuses bad configs before loading anything."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -70,15 +68,7 @@ def test_score_and_generate_agree(trained):
 
 
 def eval_cli(args, tmp_path):
-    environ = dict(os.environ, LORALAB_CACHE=str(tmp_path / "cache"))
-    return subprocess.run(
-        [sys.executable, "-m", "loralab.evaluate", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    return run_cli("loralab.evaluate", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
 
 
 def test_eval_cli_writes_json_and_table(trained, tmp_path):
