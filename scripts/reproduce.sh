@@ -5,6 +5,7 @@
 # Runs land in $RUNS_DIR (default multirun/EXPERIMENT), figures in $FIGURES_DIR (figures/EXPERIMENT).
 # JOBS=N (CPU runs) splits the grid's optimizers over N multiruns at once, each with
 # nproc/N threads: on 2 cores, two one-thread runs get more done than one two-thread run.
+# Start from an empty RUNS_DIR: the figures read every run folder in it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 experiment=$1
@@ -20,8 +21,15 @@ jobs=${JOBS:-1}
 if [ "$jobs" -le 1 ]; then
     $train -m "experiment=$experiment" hydra.sweep.dir="$out" "$@"
 else
-    grid=$($train "experiment=$experiment" "$@" --cfg hydra -p hydra.sweeper.params.optimizer)
-    [ -n "$grid" ] || { echo "$experiment sweeps no optimizers: run it with JOBS=1" >&2; exit 2; }
+    for override in "$@"; do
+        case $override in optimizer=*)
+            echo "JOBS=$jobs splits the optimizers itself: drop '$override' or use JOBS=1" >&2
+            exit 2 ;;
+        esac
+    done
+    grid=$($train "experiment=$experiment" --cfg hydra -p hydra.sweeper.params.optimizer \
+        2>/dev/null || true)
+    [ -n "$grid" ] || { echo "$experiment has no optimizer grid to split: use JOBS=1" >&2; exit 2; }
     IFS=, read -r -a variants <<<"$grid"
     threads=$(($(nproc) / jobs > 0 ? $(nproc) / jobs : 1))
     pids=()

@@ -46,3 +46,16 @@ def test_reproduce_splits_the_grid_over_jobs_and_draws_it(tmp_path):
     for optimizer in ("sgd", "gsgd", "rsgd", "grsgd"):
         assert f"| demo-moe_lora-{optimizer} | 1 |" in table
     assert (figures / "train_loss.png").stat().st_size > 10_000
+
+
+def test_reproduce_refuses_an_optimizer_override_when_splitting(tmp_path):
+    """JOBS=N assigns the optimizers itself; a user's optimizer= would make jobs collide."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "reproduce_fig3.sh"), "cpu", "optimizer=grsgd"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JOBS="2", RUNS_DIR=str(tmp_path / "runs")),
+        timeout=60,
+    )
+    assert done.returncode == 2 and "optimizer=grsgd" in done.stderr
+    assert not (tmp_path / "runs").exists()

@@ -77,3 +77,29 @@ def test_optuna_lr_search_returns_the_best_trial(tmp_path):
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(max(trials.values()))
     assert trials[results["best_params"]["optimizer.lr"]] == pytest.approx(results["best_value"])
+
+
+def test_optuna_search_survives_diverged_trials(tmp_path):
+    """A trial whose loss turns non-finite scores -inf instead of ending the whole study."""
+    from conftest import run_cli
+
+    sweep_dir = tmp_path / "search"
+    args = [
+        "-m",
+        "experiment=smoke",
+        "hparams_search=lr_optuna",
+        "hydra.sweeper.n_trials=2",
+        "debug.nan_at_step=1",
+        "logger=csv",
+        "trainer.max_steps=3",
+        "evaluation.before_training=false",
+        "task.max_examples.train=16",
+        "task.max_examples.validation=8",
+        "task.max_examples.test=8",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    done = run_cli("loralab.train", args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("loss is nan") == 2
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert results["best_value"] == -math.inf

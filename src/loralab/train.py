@@ -192,11 +192,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary, _ = run(cfg, run_dir)
-    except NonFiniteError as err:
+    except (NonFiniteError, FloatingPointError) as err:  # the latter from the preconditioner
         print(f"loralab-train: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
-        sys.exit(EXIT_NONFINITE)
-    except FloatingPointError as err:  # the preconditioner names the layer and step
-        print(f"loralab-train: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
+        if cfg.optimized_metric is not None:  # a diverged trial: the worst score, search goes on
+            return worst_score()
         sys.exit(EXIT_NONFINITE)
     except (UnsafeCheckpointError, DataError, FileNotFoundError, FileExistsError) as err:
         print(f"loralab-train: {err}", file=sys.stderr)
@@ -205,6 +204,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if cfg.optimized_metric is not None:
         return objective(summary, cfg.optimized_metric)
     return None
+
+
+def worst_score() -> float:
+    """What a diverged run scores in a sweep: -inf when the sweeper maximises, +inf when it
+    minimises (Optuna's `direction`), so the search learns to avoid that region."""
+    from hydra.core.hydra_config import HydraConfig
+
+    direction = HydraConfig.get().sweeper.get("direction", "maximize")
+    return float("inf") if str(direction).lower().startswith("min") else float("-inf")
 
 
 def objective(summary: dict, metric: str) -> float:

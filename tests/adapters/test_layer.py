@@ -186,3 +186,10 @@ def test_routing_ignores_autocast():
         got = layer._gate(x)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_shapes_on_the_meta_device():
+    """Model surgery tools trace shapes on `meta`, where autocast does not exist."""
+    with torch.device("meta"):
+        layer = AdapterLinear(nn.Linear(8, 6), AdapterConfig(kind="moe_lora", num_experts=4))
+        assert layer(torch.randn(2, 3, 8)).shape == (2, 3, 6)

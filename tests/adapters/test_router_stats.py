@@ -7,6 +7,7 @@ from torch import nn
 from loralab.adapters import (
     AdapterConfig,
     AdapterLinear,
+    adapter_modules,
     auxiliary_loss,
     collect_router_stats,
     enable_router_stats,
@@ -65,3 +66,28 @@ def test_no_auxiliary_loss_without_coefficient(tiny_llama):
     inject_adapters(tiny_llama, AdapterConfig(kind="moe_lora", num_experts=2))
     tiny_llama(torch.randint(0, 128, (1, 3)))
     assert auxiliary_loss(tiny_llama) is None
+
+
+def test_per_layer_router_columns_through_the_config(tmp_path):
+    """evaluation.router_stats_per_layer=true adds entropy and max load per adapted layer."""
+    import pandas as pd
+    from hydra import compose, initialize_config_dir
+
+    from loralab.train import CONF_DIR, run
+
+    overrides = [
+        "experiment=smoke",
+        "logger=csv",
+        "evaluation.router_stats_per_layer=true",
+        "evaluation.before_training=false",
+        "trainer.max_steps=1",
+        "task.max_examples.train=8",
+        "task.max_examples.validation=8",
+        "task.max_examples.test=8",
+    ]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    _, model = run(cfg, tmp_path)
+    columns = set(pd.read_csv(tmp_path / "metrics.csv").columns)
+    per_layer = {c for c in columns if c.startswith("router/") and c.count("/") == 2}
+    assert len(per_layer) == 2 * len(adapter_modules(model)) > 0

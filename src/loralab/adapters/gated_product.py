@@ -38,7 +38,7 @@ def gated_product(y, m, gate, lora_b, scale: float, rescale: bool) -> torch.Tens
     backward of SPEC §2.
     """
     device = m.device.type
-    if torch.is_autocast_enabled(device):
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         # The saved tensors must share the compute dtype, or the backward (which runs outside
         # autocast) would mix bf16 and float32 operands.
         dtype = torch.get_autocast_dtype(device)

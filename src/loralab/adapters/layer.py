@@ -25,6 +25,7 @@ Parameter contract (the optimizers rely on it): `lora_A` (E, r, d_in), `lora_B` 
 `mixer` (E, r, r) or None, `router` nn.Linear(d_in, E, bias=False) or None (E > 1 only).
 """
 
+import contextlib
 import math
 
 import torch
@@ -101,7 +102,13 @@ class AdapterLinear(nn.Module):
         float32, which then mismatched the gate's dtype).
         """
         work = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(x.device.type, enabled=False):
+        device = x.device.type
+        no_autocast = (
+            torch.autocast(device, enabled=False)
+            if torch.amp.is_autocast_available(device)
+            else contextlib.nullcontext()  # e.g. the meta device
+        )
+        with no_autocast:
             logits = F.linear(x.to(work), self.router.weight.to(work))
         top = logits.topk(self.top_k, dim=-1)
         gate = torch.zeros_like(logits).scatter(-1, top.indices, top.values.softmax(-1))
