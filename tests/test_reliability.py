@@ -178,3 +178,21 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path, optimizer):
     two = pd.read_csv(tmp_path / "two" / "metrics.csv")["train/loss"].dropna().tolist()
     assert len(one) == len(two) == 6
     assert two == pytest.approx(one, abs=1e-5)
+
+
+def test_skipping_non_finite_updates_is_refused_with_several_processes():
+    from hydra import compose, initialize_config_dir
+
+    from loralab.train import CONF_DIR
+    from loralab.validation import ConfigError, validate_config
+
+    def check(*overrides):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            validate_config(
+                compose(config_name="train", overrides=["model=tiny_llama", *overrides])
+            )
+
+    check("nonfinite=skip")  # one process: fine
+    check("trainer=ddp", "nonfinite=stop")
+    with pytest.raises(ConfigError, match="nonfinite=skip with trainer.devices=2"):
+        check("trainer=ddp", "nonfinite=skip")

@@ -89,6 +89,15 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         )
     if cfg["nonfinite"] not in NONFINITE_POLICIES:
         errors.append(f"nonfinite={cfg['nonfinite']!r} must be one of {list(NONFINITE_POLICIES)}")
+    processes = cfg["trainer"].get("devices", 1)  # -1 / "auto": all there are, maybe several
+    single = processes == 1 or (not isinstance(processes, int | str) and len(processes) == 1)
+    many = not single or cfg["trainer"].get("num_nodes", 1) > 1
+    if cfg["nonfinite"] == "skip" and many:
+        errors.append(
+            f"nonfinite=skip with trainer.devices={processes!r}: one process skipping an update "
+            "alone would leave the others waiting in the gradient all-reduce; use nonfinite=stop "
+            "(exit 3, resume=auto continues from the last good checkpoint)"
+        )
     resume = cfg["resume"]
     if resume not in (None, "auto") and not str(resume).endswith(".ckpt"):
         errors.append(f"resume={resume!r} must be null, auto or a path to a .ckpt file")
