@@ -21,6 +21,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SHARED_DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 
 
+def compose_config(overrides, name: str = "train", hydra: bool = False):
+    """The config `loralab-train` (or `loralab-eval`, name="eval") composes from `overrides`;
+    with `hydra`, the `hydra` node (sweeper params etc.) is kept."""
+    from hydra import compose, initialize_config_dir
+
+    from loralab.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra)
+
+
 def run_cli(module: str, args, cwd, **env) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS...` in `cwd` with extra environment variables (5-minute limit)."""
     return subprocess.run(

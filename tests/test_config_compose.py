@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from omegaconf import OmegaConf
 
 from loralab.train import CONF_DIR
@@ -16,17 +16,12 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=False)
-
-
 @pytest.mark.parametrize(
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_every_option_composes_and_validates(group, option):
     extra = ["optimizer=adamw"] if option in ("fsdp", "deepspeed") else []  # see test below
-    cfg = compose_train([f"{group}={option}", *extra])
+    cfg = compose_config([f"{group}={option}", *extra])
     OmegaConf.resolve(cfg)
     validate_config(cfg)
     if group != "experiment":
@@ -39,7 +34,7 @@ def test_every_group_has_options():
 
 
 def test_default_is_the_papers_method():
-    cfg = compose_train([])
+    cfg = compose_config([])
     assert cfg.adapter.kind == "moe_lora"
     assert cfg.optimizer.riemannian and cfg.optimizer.gate_rescale
     assert cfg.model.name == "smollm2_135m"
@@ -51,7 +46,7 @@ def test_sharded_trainers_refuse_riemannian_optimizers():
 
     for trainer in ("fsdp", "deepspeed"):
         with pytest.raises(ConfigError, match="preconditions whole"):
-            validate_config(compose_train([f"trainer={trainer}", "optimizer=grsgd"]))
+            validate_config(compose_config([f"trainer={trainer}", "optimizer=grsgd"]))
 
 
 PAPER = ["paper_fig2", "paper_fig3", "paper_scienceqa", "paper_adamw", "moslora_commonsense"]
@@ -59,7 +54,7 @@ PAPER = ["paper_fig2", "paper_fig3", "paper_scienceqa", "paper_adamw", "moslora_
 
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_experiments_state_the_papers_settings(name):
-    cfg = compose_train([f"experiment={name}"])
+    cfg = compose_config([f"experiment={name}"])
     OmegaConf.resolve(cfg)
     assert cfg.model.name == "llama3_2_3b"
     if name == "moslora_commonsense":
@@ -82,8 +77,4 @@ def test_paper_sweeps_name_the_papers_variants():
 
 
 def compose_sweep(name: str) -> dict:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name="train", overrides=[f"experiment={name}"], return_hydra_config=True
-        )
-    return dict(cfg.hydra.sweeper.params)
+    return dict(compose_config([f"experiment={name}"], hydra=True).hydra.sweeper.params)

@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 from adapters.test_layer import D_IN, make_layer, reference, value_and_grads
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from optim.helpers import adapted_llama
 
 from loralab.adapters import adapter_modules
 from loralab.optim import OPTIMIZER_NAMES, build_optimizer
-from loralab.train import CONF_DIR, run
+from loralab.train import run
 
 pytestmark = [
     pytest.mark.cuda,
@@ -90,8 +90,7 @@ def test_bf16_training_on_the_gpu_trainer(tmp_path, adapter, optimizer):
         "task.max_examples.validation=8",
         "task.max_examples.test=8",
     ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_config(overrides)
     allocations = torch.cuda.memory_stats().get("allocation.all.allocated", 0)
     summary, model = run(cfg, tmp_path)
     assert summary["steps"] == 6

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.tasks import build_task
 from loralab.models import load_model
 from loralab.module import answer_loss
 from loralab.optim import OPTIMIZER_NAMES
-from loralab.train import CONF_DIR, run
+from loralab.train import run
 
 # Plain SGD on a random tiny model moves slowly from B = 0: large rates, tuned per variant.
 LR = {"sgd": 100.0, "gsgd": 30.0, "rsgd": 50.0, "grsgd": 50.0}
@@ -45,8 +45,7 @@ def test_variant_reduces_training_loss_in_20_steps(name, tmp_path):
         "task.max_examples.validation=8",
         "task.max_examples.test=8",
     ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_config(overrides)
     untrained, _ = load_model(cfg.model)  # B = 0 at init: the wrapped model equals this one
     summary, model = run(cfg, tmp_path)
     assert summary["steps"] == 20

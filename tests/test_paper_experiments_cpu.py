@@ -2,9 +2,9 @@
 model, for every variant its sweep names."""
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 
-from loralab.train import CONF_DIR, run
+from loralab.train import run
 
 TWINS = {
     "paper_fig2_cpu": "optimizer=grsgd",
@@ -29,8 +29,7 @@ def test_cpu_twin_runs(name, tmp_path):
         "task.max_examples.validation=4",
         "task.max_examples.test=4",
     ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_config(overrides)
     summary, _ = run(cfg, tmp_path)
     assert summary["steps"] == 2
     assert (tmp_path / "adapter" / "adapter.safetensors").is_file()

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from conftest import compose_config, run_cli
 
-from loralab.train import CONF_DIR
 from loralab.validation import validate_config
 
 SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
@@ -34,16 +33,13 @@ def test_sweep_resolves_against_the_hydra_config(path):
         for key, spec in sweep["parameters"].items():
             value = spec["values"][index % len(spec["values"])] if "values" in spec else None
             overrides.append(f"{key}={first_value(spec) if value is None else value}")
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=overrides)
-        validate_config(cfg)
+        validate_config(compose_config(overrides))
 
 
 def test_optuna_lr_search_returns_the_best_trial(tmp_path):
     """hparams_search=lr_optuna: real Optuna trials, each a full run; the reported best lr and
     value are the trial whose last val/acc is highest, and every lr lies in the search box."""
     import pandas as pd
-    from conftest import run_cli
 
     sweep_dir = tmp_path / "search"
     args = [
@@ -81,7 +77,6 @@ def test_optuna_lr_search_returns_the_best_trial(tmp_path):
 
 def test_optuna_search_survives_diverged_trials(tmp_path):
     """A trial whose loss turns non-finite scores -inf instead of ending the whole study."""
-    from conftest import run_cli
 
     sweep_dir = tmp_path / "search"
     args = [

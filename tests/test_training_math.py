@@ -2,12 +2,12 @@
 named modules wrapped, and each wrapped layer equals W0 + s * B A (explicit check)."""
 
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from safetensors.torch import load_file
 
 from loralab.adapters import AdapterLinear
 from loralab.models import load_model
-from loralab.train import CONF_DIR, run
+from loralab.train import run
 
 
 def test_lora_training_updates_only_adapters(tmp_path):
@@ -27,8 +27,7 @@ def test_lora_training_updates_only_adapters(tmp_path):
         "task.max_examples.validation=8",
         "task.max_examples.test=8",
     ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_config(overrides)
     summary, model = run(cfg, tmp_path)
     assert summary["steps"] == 8
 

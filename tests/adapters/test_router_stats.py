@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import compose_config
 from torch import nn
 
 from loralab.adapters import (
@@ -71,9 +72,8 @@ def test_no_auxiliary_loss_without_coefficient(tiny_llama):
 def test_per_layer_router_columns_through_the_config(tmp_path):
     """evaluation.router_stats_per_layer=true adds entropy and max load per adapted layer."""
     import pandas as pd
-    from hydra import compose, initialize_config_dir
 
-    from loralab.train import CONF_DIR, run
+    from loralab.train import run
 
     overrides = [
         "experiment=smoke",
@@ -85,8 +85,7 @@ def test_per_layer_router_columns_through_the_config(tmp_path):
         "task.max_examples.validation=8",
         "task.max_examples.test=8",
     ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_config(overrides)
     _, model = run(cfg, tmp_path)
     columns = set(pd.read_csv(tmp_path / "metrics.csv").columns)
     per_layer = {c for c in columns if c.startswith("router/") and c.count("/") == 2}

@@ -4,8 +4,7 @@ evaluates the saved adapter end to end and refuses bad configs before loading an
 import json
 
 import pytest
-from conftest import run_cli
-from hydra import compose, initialize_config_dir
+from conftest import compose_config, run_cli
 from omegaconf import OmegaConf
 
 from loralab.adapters import load_adapter
@@ -13,7 +12,7 @@ from loralab.data.tasks import build_task
 from loralab.evaluation.predict import predict_split
 from loralab.evaluation.report import summarize
 from loralab.models import load_model
-from loralab.train import CONF_DIR, run
+from loralab.train import run
 
 # A real short training run of the tiny model; LoRA on lm_head too, so that the frozen random
 # output layer does not cap how sharply it can learn the answer format. It then answers in the
@@ -41,8 +40,7 @@ EVAL_DATA = {"max_length": 256, "overflow": "truncate", "eval_batch_size": 32}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("trained")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=TRAIN)
+    cfg = compose_config(TRAIN)
     summary, _ = run(cfg, run_dir)
     return OmegaConf.to_container(cfg, resolve=True), summary["adapter_dir"]
 
@@ -121,7 +119,6 @@ def test_a_split_without_records_is_a_data_error(shared_data, tmp_path):
     from loralab.evaluate import run as evaluate
 
     overrides = ["task=piqa", f"task.source={shared_data / 'commonsense'}", "split=train"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=overrides)
+    cfg = compose_config(overrides, name="eval")
     with pytest.raises(DataError, match="task 'piqa' has no train records"):
         evaluate(cfg, tmp_path)

@@ -8,20 +8,17 @@ this project's 2-core CPU (AVX512-BF16) that is about 3x faster than float32, wh
 import time
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 
 from loralab.evaluate import run, validate_eval_config
-from loralab.train import CONF_DIR
 
 
 @pytest.mark.integration
 def test_scienceqa_sample_in_score_mode_on_the_embedded_model(shared_data, tmp_path):
     source = shared_data / "scienceqa" / "hf_sample"
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name="eval",
-            overrides=["task=scienceqa", f"task.source={source}", "model.dtype=bfloat16"],
-        )
+    cfg = compose_config(
+        ["task=scienceqa", f"task.source={source}", "model.dtype=bfloat16"], name="eval"
+    )
     validate_eval_config(cfg)
     assert cfg.model.name == "smollm2_135m" and cfg.mode == "score" and cfg.split == "test"
     started = time.perf_counter()
