@@ -3,8 +3,8 @@
 Reads each run's ``metrics.csv`` (or, when a run has none, its offline W&B run), groups runs
 that differ only in the seed (the ``-s<seed>`` suffix of the run name), and draws two
 figures, each as PNG and PDF: ``runs`` (Figure 2's layout: training loss, eval loss and
-accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel per optimizer,
-the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
+accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel per group,
+i.e. per optimizer in an optimizer grid, the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
 band. Also writes ``accuracy.md``: test accuracy and final training loss, mean and standard
 deviation over seeds.
 """
@@ -55,14 +55,15 @@ def group_by_seed(runs) -> dict[str, list]:
     return groups
 
 
+def per_step(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` by step, one value per step (the last one logged at it)."""
+    return frame.dropna(subset=[column]).groupby("step")[column].last()
+
+
 def curve(frames: list[pd.DataFrame], column: str, smooth: int = 1) -> pd.DataFrame:
     """Per step: mean, min and max of ``column`` over the frames that logged it, each run first
     smoothed by a trailing mean over ``smooth`` logged points."""
-    series = [
-        f.dropna(subset=[column]).groupby("step")[column].last().rolling(smooth, 1).mean()
-        for f in frames
-        if column in f
-    ]
+    series = [per_step(f, column).rolling(smooth, 1).mean() for f in frames if column in f]
     table = pd.concat(series, axis=1)
     return pd.DataFrame(
         {"mean": table.mean(axis=1), "min": table.min(axis=1), "max": table.max(axis=1)}
@@ -73,6 +74,10 @@ def _plot_group(ax, stats: pd.DataFrame, n: int, label: str, **style) -> None:
     ax.plot(stats.index, stats["mean"], "-" if len(stats) > 20 else "o-", label=label, **style)
     if n > 1:
         ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2, **style)
+
+
+def _loss_label(smooth: int) -> str:
+    return "training loss" + (f" (mean of last {smooth} steps)" if smooth > 1 else "")
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
@@ -94,9 +99,7 @@ def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
                 window = smooth if column == "train/loss" else 1
                 stats = curve(frames, column, window)
                 _plot_group(ax, stats, len(frames), f"{name} (n={len(frames)})")
-        if column == "train/loss" and smooth > 1:
-            label = f"{label} (mean of last {smooth} steps)"
-        ax.set(xlabel="step", ylabel=label)
+        ax.set(xlabel="step", ylabel=_loss_label(smooth) if column == "train/loss" else label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return _save(fig, out_dir, "runs")
@@ -120,8 +123,7 @@ def draw_train_loss(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> 
         ax.set(title=name, xlabel="step", yscale="log")  # log: plateaus stay distinguishable
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    ylabel = "training loss" + (f" (mean of last {smooth} steps)" if smooth > 1 else "")
-    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].set_ylabel(_loss_label(smooth))
     return _save(fig, out_dir, "train_loss")
 
 
@@ -140,7 +142,7 @@ def final_train_loss(frame: pd.DataFrame, last: int = TAIL_STEPS) -> float | Non
     """Mean training loss over the last ``last`` logged steps (one step's batch is noisy)."""
     if "train/loss" not in frame:
         return None
-    losses = frame.dropna(subset=["train/loss"]).groupby("step")["train/loss"].last()
+    losses = per_step(frame, "train/loss")
     return float(losses.tail(last).mean()) if len(losses) else None
 
 
