@@ -1,5 +1,7 @@
 """Every optimizer variant trains the tiny model on the demo task through the real pipeline."""
 
+import math
+
 import pytest
 import torch
 from conftest import compose_config
@@ -11,8 +13,12 @@ from loralab.module import answer_loss
 from loralab.optim import OPTIMIZER_NAMES
 from loralab.train import run
 
-# Plain SGD on a random tiny model moves slowly from B = 0: large rates, tuned per variant.
-LR = {"sgd": 100.0, "gsgd": 30.0, "rsgd": 50.0, "grsgd": 50.0}
+# Rates at a third to a half of each variant's stability edge on this tiny model, measured
+# over seeds 0-7 (1 and 2 threads): plain SGD moves slowly from B = 0 and needs a large rate,
+# gate rescaling enlarges expert gradients (sqrt(g) > g), the preconditioned steps are
+# normalised. Above the edge the adapters blow up and the logits flatten to uniform.
+LR = {"sgd": 0.5, "gsgd": 0.2, "rsgd": 1e-2, "grsgd": 1e-2}
+ADAMW_LR = 1e-2
 
 
 def training_loss(model, cfg) -> float:
@@ -31,7 +37,7 @@ def test_variant_reduces_training_loss_in_20_steps(name, tmp_path):
         "model=tiny_llama",
         "trainer.precision=32-true",
         f"optimizer={name}",
-        f"optimizer.lr={LR.get(name, 3e-2)}",
+        f"optimizer.lr={LR.get(name, ADAMW_LR)}",
         "optimizer.router_lr=1e-3",
         "adapter.num_experts=4",
         "adapter.top_k=2",
@@ -50,4 +56,9 @@ def test_variant_reduces_training_loss_in_20_steps(name, tmp_path):
     summary, model = run(cfg, tmp_path)
     assert summary["steps"] == 20
     before, after = training_loss(untrained, cfg), training_loss(model, cfg)
-    assert after < 0.97 * before, f"{name}: training loss {before:.3f} -> {after:.3f}"
+    # Uniform logits score log(vocab), 5% below the untrained loss: a blown-up adapter lands
+    # exactly there, so learning means going clearly below it, not just below `before`.
+    uniform = math.log(cfg.model.tiny.vocab_size)
+    assert after < min(0.97 * before, uniform - 0.05), (
+        f"{name}: training loss {before:.3f} -> {after:.3f} (uniform logits: {uniform:.3f})"
+    )

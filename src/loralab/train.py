@@ -47,6 +47,7 @@ def run(cfg: DictConfig, run_dir: Path):
     from loralab.models import load_model
     from loralab.module import AdapterModule
     from loralab.plotting import plot_run_curves
+    from loralab.precision import resolve_precision
 
     started = time.perf_counter()
     checkpoint = find_resume_checkpoint(cfg.resume, run_dir)
@@ -97,8 +98,9 @@ def run(cfg: DictConfig, run_dir: Path):
         save_top_k=1,
         save_last=True,
     )
+    precision = resolve_precision(resolved["trainer"], model)
     trainer = L.Trainer(
-        **resolved["trainer"],
+        **dict(resolved["trainer"], precision=precision),
         logger=loggers,
         default_root_dir=run_dir,
         callbacks=[checkpoints],
@@ -125,6 +127,7 @@ def run(cfg: DictConfig, run_dir: Path):
         "test_acc_before": before,
         "test_acc_after": after,
         "steps": trainer.global_step,
+        "precision": precision,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "trainable_parameters": trainable,
         "run_dir": str(run_dir),
@@ -152,6 +155,7 @@ def format_summary(summary: dict) -> str:
         ("test accuracy before", "n/a" if before is None else f"{100 * before:.1f}%"),
         ("test accuracy after", f"{100 * summary['test_acc_after']:.1f}%"),
         ("steps", str(summary["steps"])),
+        ("precision", summary["precision"]),
         ("wall time", f"{summary['wall_time_s']:.0f} s"),
         ("trainable parameters", f"{summary['trainable_parameters']:,}"),
         ("run directory", summary["run_dir"]),

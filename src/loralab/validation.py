@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 NONFINITE_POLICIES = ("stop", "skip")
 SHARDING_STRATEGIES = ("fsdp", "deepspeed")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+PRECISIONS += ("32", "16", "64", "bf16", "transformer-engine", "transformer-engine-float16")
 
 
 class ConfigError(ValueError):
@@ -77,6 +79,12 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         errors.append(
             f"trainer.strategy={strategy} shards parameters, but optimizer={cfg['optimizer']['name']}"
             " preconditions whole (A, B) pairs; use trainer=ddp, or a non-Riemannian optimizer"
+        )
+    precision = cfg["trainer"].get("precision", "32-true")
+    if str(precision) not in PRECISIONS:
+        errors.append(
+            f"trainer.precision={precision!r} must be one of {list(PRECISIONS)} (auto: bf16-mixed "
+            "on a GPU, and on a CPU where a probe finds it faster than float32)"
         )
     every = cfg["checkpoint"]["every_n_steps"]
     if not isinstance(every, int) or every < 0:

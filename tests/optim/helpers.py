@@ -33,19 +33,33 @@ def backward(model: torch.nn.Module, seed: int = 0, loss_scale: float = 1.0) -> 
     return loss.item()
 
 
-def explicit_riemannian_grads(layer, delta: float, a=None):
-    """(G_A', G_B') of one adapter layer with one explicit inverse per expert (SPEC §3).
+def explicit_riemannian_grads(layer, delta: float, a=None, dtype=torch.float32):
+    """(G_A', G_B') of one adapter layer with one explicit inverse per expert (SPEC §3),
+    computed in `dtype` (float64 for a reference that float32 rounding cannot reach).
 
     `a` replaces lora_A in B's preconditioner (the reference's updated-A quirk)."""
-    a = layer.lora_A.detach() if a is None else a
-    b, eye = layer.lora_B.detach(), torch.eye(layer.rank)
+    a = (layer.lora_A.detach() if a is None else a).to(dtype)
+    b, eye = layer.lora_B.detach().to(dtype), torch.eye(layer.rank, dtype=dtype)
+    grad_a, grad_b = layer.lora_A.grad.to(dtype), layer.lora_B.grad.to(dtype)
     grads_a, grads_b = [], []
     for i in range(layer.num_experts):
-        mixer = torch.eye(layer.rank) if layer.mixer is None else layer.mixer.detach()[i]
+        mixer = eye if layer.mixer is None else layer.mixer.detach()[i].to(dtype)
         b_eff, a_eff = b[i] @ mixer, mixer @ a[i]
-        grads_a.append(torch.linalg.inv(b_eff.T @ b_eff + delta * eye) @ layer.lora_A.grad[i])
-        grads_b.append(layer.lora_B.grad[i] @ torch.linalg.inv(a_eff @ a_eff.T + delta * eye))
+        grads_a.append(torch.linalg.inv(b_eff.T @ b_eff + delta * eye) @ grad_a[i])
+        grads_b.append(grad_b[i] @ torch.linalg.inv(a_eff @ a_eff.T + delta * eye))
     return torch.stack(grads_a), torch.stack(grads_b)
+
+
+def gram_condition_numbers(layer, delta: float) -> tuple[float, float]:
+    """Largest condition number over the experts of (B^T B + delta I) and (A A^T + delta I),
+    with the mixer folded in as the preconditioner sees it (float64)."""
+    a, b = layer.lora_A.detach().double(), layer.lora_B.detach().double()
+    eye = torch.eye(layer.rank, dtype=torch.float64)
+    mixer = eye if layer.mixer is None else layer.mixer.detach().double()
+    b_eff, a_eff = b @ mixer, mixer @ a
+    gram_b = b_eff.transpose(-1, -2) @ b_eff + delta * eye
+    gram_a = a_eff @ a_eff.transpose(-1, -2) + delta * eye
+    return torch.linalg.cond(gram_b).max().item(), torch.linalg.cond(gram_a).max().item()
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -1,0 +1,146 @@
+"""``trainer.precision=auto``: bf16 autocast on a CPU only where it is measured to be faster.
+
+CPUs differ: with native bf16 kernels (AVX512-BF16, AMX) a bf16 matmul runs about twice as fast
+as float32; without them bf16 is emulated and slower (1.4x on one of our machines). So ``auto``
+times the model's own layer shapes both ways, once per machine, and caches the answer in the
+loralab cache. On a GPU ``auto`` is bf16-mixed. Any explicit precision is used as given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import statistics
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("loralab")
+
+AUTO = "auto"
+CPU_CHOICES = ("32-true", "bf16-mixed")
+# bf16 also rounds: take it only when it is clearly faster, not within timing noise.
+BF16_MIN_SPEEDUP = 1.15
+PROBE_TOKENS = 256  # rows of the probe's matmuls: a batch of 8 prompts of ~32 tokens
+PROBE_REPEATS = 5
+
+
+def resolve_precision(trainer_cfg: Mapping[str, Any], model) -> str:
+    """The concrete Lightning precision for ``trainer_cfg['precision']`` and ``model``."""
+    precision = str(trainer_cfg.get("precision", "32-true"))
+    if precision != AUTO:
+        return precision
+    if _uses_gpu(trainer_cfg):
+        log.info("precision auto -> bf16-mixed (GPU)")
+        return "bf16-mixed"
+    config = getattr(model, "config", None)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    inner = int(getattr(config, "intermediate_size", 0) or 0) or 4 * hidden
+    if hidden < 1:
+        log.info("precision auto -> 32-true (model has no hidden_size to probe)")
+        return "32-true"
+    measured = cpu_probe(hidden, inner)
+    choice = choose_cpu_precision(measured["float32_ms"], measured["bf16_ms"])
+    log.info(
+        "precision auto -> %s: a (%d x %d) @ (%d x %d) matmul pair took %.2f ms in float32 and "
+        "%.2f ms under bf16 autocast on this CPU (%s; bf16 needs a %.2fx speed-up)",
+        choice,
+        PROBE_TOKENS,
+        hidden,
+        hidden,
+        inner,
+        measured["float32_ms"],
+        measured["bf16_ms"],
+        "cached" if measured.get("cached") else "measured now",
+        BF16_MIN_SPEEDUP,
+    )
+    return choice
+
+
+def choose_cpu_precision(float32_ms: float, bf16_ms: float) -> str:
+    """bf16-mixed where it is at least ``BF16_MIN_SPEEDUP`` times faster, else 32-true."""
+    return "bf16-mixed" if bf16_ms * BF16_MIN_SPEEDUP <= float32_ms else "32-true"
+
+
+def cpu_probe(hidden: int, inner: int, cache_file: Path | None = None) -> dict[str, Any]:
+    """Median time of the probe in float32 and under bf16 autocast; cached per machine."""
+    path = cache_file or _cache_file()
+    key = _machine_key(hidden, inner)
+    cache = _read_cache(path)
+    if key in cache:
+        return dict(cache[key], cached=True)
+    measured = {
+        "float32_ms": _time_matmuls(hidden, inner, bf16=False),
+        "bf16_ms": _time_matmuls(hidden, inner, bf16=True),
+    }
+    cache[key] = measured
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError as err:  # a read-only cache costs a re-probe next time, nothing more
+        log.warning("could not cache the precision probe in %s: %s", path, err)
+    return measured
+
+
+def _time_matmuls(hidden: int, inner: int, bf16: bool) -> float:
+    """Milliseconds for an up- and a down-projection, as a training step computes them:
+    float32 weights, cast by autocast when ``bf16``."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(PROBE_TOKENS, hidden, generator=generator)
+    up = torch.randn(inner, hidden, generator=generator)
+    down = torch.randn(hidden, inner, generator=generator)
+    times = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for _ in range(PROBE_REPEATS + 1):  # the first call warms the kernels up
+            started = time.perf_counter()
+            torch.nn.functional.linear(torch.nn.functional.linear(x, up), down)
+            times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times[1:])
+
+
+def _machine_key(hidden: int, inner: int) -> str:
+    return "|".join(
+        [
+            _cpu_name(),
+            f"torch {torch.__version__}",
+            f"{torch.get_num_threads()} threads",
+            f"{hidden}x{inner}",
+        ]
+    )
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cache_file() -> Path:
+    from loralab.models.embedded import cache_dir
+
+    return cache_dir() / "precision_probe.json"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _uses_gpu(trainer_cfg: Mapping[str, Any]) -> bool:
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        return True
+    return accelerator == "auto" and torch.cuda.is_available()
