@@ -34,11 +34,11 @@ def tiny_run(tmp_path_factory):
         WANDB_DIR=str(tmp / "wandb-default"),
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return run_dir, done.stdout
+    return run_dir, done.stdout, done.stderr
 
 
 def test_tiny_run_writes_every_output(tiny_run):
-    run_dir, stdout = tiny_run
+    run_dir, stdout, _ = tiny_run
     metrics = pd.read_csv(run_dir / "metrics.csv")
     train_rows = metrics.dropna(subset=["train/loss"])
     assert train_rows["step"].tolist() == list(range(20))
@@ -56,13 +56,25 @@ def test_tiny_run_writes_every_output(tiny_run):
 
 
 def test_offline_wandb_run_holds_logged_metrics(tiny_run):
-    run_dir, _ = tiny_run
+    run_dir, *_ = tiny_run
     rows = read_history(find_run_file(run_dir))
     keys = set().union(*rows)
     assert {"train/loss", "val/loss", "val/acc", "test/acc", "router/entropy"} <= keys
     losses = [row["train/loss"] for row in rows if "train/loss" in row]
     csv_losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist()
     assert losses == pytest.approx(csv_losses, rel=1e-6)
+
+
+def test_console_output_is_quiet_and_counts_steps(tiny_run):
+    _, stdout, stderr = tiny_run
+    printed = stdout + stderr
+    assert "GPU available: False" in printed  # Lightning's INFO lines still come through...
+    assert printed.count("GPU available: False") == 1  # ...once, not also bare as "INFO: ..."
+    assert "INFO: " not in printed
+    assert "Tip:" not in printed and "litlogger" not in printed and "litmodels" not in printed
+    assert "anonymous setting" not in printed
+    assert "Training" in printed and "20/20" in printed  # optimizer steps of max_steps
+    assert "Epoch" not in printed and "/-2" not in printed
 
 
 def test_help_lists_groups(tmp_path):
@@ -104,7 +116,7 @@ def test_unknown_key_is_refused(tmp_path):
 
 
 def test_figures_cli_draws_runs_and_table(tiny_run, tmp_path):
-    run_dir, _ = tiny_run
+    run_dir, *_ = tiny_run
     figures([str(run_dir), "--out", str(tmp_path / "fig")])
     for stem in ("runs", "train_loss"):
         assert (tmp_path / "fig" / f"{stem}.png").stat().st_size > 10_000
@@ -139,7 +151,7 @@ def test_figures_average_seeds_and_read_offline_wandb_runs(tiny_run, tmp_path):
 
     from loralab.figures import group_by_seed, load_run
 
-    run_dir, _ = tiny_run
+    run_dir, *_ = tiny_run
     seed1 = tmp_path / "seed1"
     shutil.copytree(run_dir, seed1)
     summary = json.loads((seed1 / "summary.json").read_text())
@@ -163,7 +175,7 @@ def test_figures_notebook_runs_on_a_logged_run(tiny_run, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    run_dir, _ = tiny_run
+    run_dir, *_ = tiny_run
     notebook = nbformat.read(Path(__file__).parents[1] / "notebooks" / "figures.ipynb", 4)
     monkeypatch.setenv("LORALAB_RUN_DIRS", str(run_dir))  # the kernel inherits the environment
     monkeypatch.setenv("LORALAB_FIGURES_OUT", str(tmp_path / "nb"))
@@ -190,7 +202,7 @@ def test_offline_wandb_run_is_named_and_grouped_by_experiment_and_variant(tiny_r
     """Dashboards group by job type (the experiment) and group (the variant, all seeds)."""
     from loralab.logs.wandb_offline import read_records
 
-    run_dir, _ = tiny_run
+    run_dir, *_ = tiny_run
     runs = [
         r.run for r in read_records(find_run_file(run_dir)) if r.WhichOneof("record_type") == "run"
     ]
@@ -202,6 +214,6 @@ def test_offline_wandb_run_is_named_and_grouped_by_experiment_and_variant(tiny_r
 
 
 def test_router_statistics_are_summaries_unless_asked_per_layer(tiny_run):
-    run_dir, _ = tiny_run
+    run_dir, *_ = tiny_run
     columns = [c for c in pd.read_csv(run_dir / "metrics.csv").columns if c.startswith("router/")]
     assert sorted(columns) == ["router/dead_experts", "router/entropy", "router/load_imbalance"]

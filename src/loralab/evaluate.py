@@ -82,7 +82,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.adapter_dir is not None:
         load_adapter(model, cfg.adapter_dir)
     results, dropped = predict_split(
-        model, tokenizer, task, cfg.split, cfg.mode, resolved["data"], cfg.max_new_tokens
+        model,
+        tokenizer,
+        task,
+        cfg.split,
+        cfg.mode,
+        resolved["data"],
+        cfg.max_new_tokens,
+        progress=True,
     )
     summary = summarize(results, dropped)
     adapter = cfg.adapter_dir or "base model"

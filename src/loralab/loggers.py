@@ -52,22 +52,23 @@ def build_loggers(
         if not (resume and id_file.is_file()):
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             id_file.write_text(secrets.token_hex(4))
-        loggers.append(
-            WandbLogger(
-                save_dir=str(run_dir),
-                name=run_name,
-                project=wandb_cfg["project"],
-                entity=wandb_cfg["entity"],
-                group=wandb_cfg["group"],
-                job_type=wandb_cfg.get("job_type") or experiment_name(),
-                tags=list(wandb_cfg["tags"]),
-                offline=mode == "offline",
-                mode=mode,
-                config=config,
-                id=id_file.read_text().strip(),
-                resume="allow",
-            )
+        wandb_logger = WandbLogger(
+            save_dir=str(run_dir),
+            name=run_name,
+            project=wandb_cfg["project"],
+            entity=wandb_cfg["entity"],
+            group=wandb_cfg["group"],
+            job_type=wandb_cfg.get("job_type") or experiment_name(),
+            tags=list(wandb_cfg["tags"]),
+            offline=mode == "offline",
+            mode=mode,
+            config=config,
+            id=id_file.read_text().strip(),
+            resume="allow",
         )
+        # Lightning always passes anonymous=None, which wandb >= 0.2x warns about on every run.
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from loralab.console import quiet_known_warnings, route_lightning_logs
 from loralab.validation import ConfigError, validate_config
 
 log = logging.getLogger("loralab")
@@ -48,6 +49,7 @@ def run(cfg: DictConfig, run_dir: Path):
     from loralab.module import AdapterModule
     from loralab.plotting import plot_run_curves
     from loralab.precision import resolve_precision
+    from loralab.progress import StepProgressBar
 
     started = time.perf_counter()
     checkpoint = find_resume_checkpoint(cfg.resume, run_dir)
@@ -103,7 +105,7 @@ def run(cfg: DictConfig, run_dir: Path):
         **dict(resolved["trainer"], precision=precision),
         logger=loggers,
         default_root_dir=run_dir,
-        callbacks=[checkpoints],
+        callbacks=[checkpoints, StepProgressBar()],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # ResumableSampler shards and resumes by itself
     )
@@ -169,15 +171,6 @@ def format_summary(summary: dict) -> str:
     return "\n".join([rule, f"  loralab run: {summary['run_name']}", rule, *lines, rule])
 
 
-def _quiet_known_warnings() -> None:
-    """Silence third-party warnings that say nothing actionable about a loralab run."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists")
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -189,6 +182,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    route_lightning_logs()
     from loralab.checkpointing import UnsafeCheckpointError
     from loralab.data.loaders import DataError
     from loralab.module import NonFiniteError
@@ -236,7 +230,7 @@ def main() -> None:
     """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
     input (also Hydra's own: unknown option or key), 3 non-finite loss or gradient."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _quiet_known_warnings()
+    quiet_known_warnings()
     try:
         _hydra_main()
     except SystemExit as done:

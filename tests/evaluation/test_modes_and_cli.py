@@ -92,6 +92,8 @@ def test_eval_cli_writes_json_and_table(trained, tmp_path):
     table = (run_dir / "eval.md").read_text()
     assert "| overall | 40 |" in table and "grade:" in table
     assert table.strip() in done.stdout
+    assert "generate test" in done.stderr and "40/40" in done.stderr  # the progress bar
+    assert "q/s" in done.stderr or "s/q" in done.stderr  # with its throughput
 
 
 BAD = {

@@ -22,9 +22,12 @@ def generate_answers(
     batch_size: int,
     max_length: int,
     overflow: str = "truncate",
+    progress: str | None = None,
 ) -> list[str | None]:
     """Decoded continuation of each prompt (special tokens removed), None where the prompt was
-    over-long and ``overflow="drop"``."""
+    over-long and ``overflow="drop"``. ``progress``: a bar with this description on stderr."""
+    from tqdm import tqdm
+
     encoded: list[list[int] | None] = []
     for prompt in prompts:
         ids, lead = encode_prompt(tokenizer, prompt)
@@ -36,6 +39,7 @@ def generate_answers(
     )
     outputs: list[str | None] = [None] * len(prompts)
     device = next(model.parameters()).device
+    bar = tqdm(total=len(kept), desc=progress, unit="q", disable=progress is None, mininterval=1.0)
     for start in range(0, len(kept), batch_size):
         rows = kept[start : start + batch_size]
         batch = pad_left([encoded[i] for i in rows], tokenizer.pad_token_id)
@@ -52,4 +56,6 @@ def generate_answers(
             rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
         ):
             outputs[row] = text
+        bar.update(len(rows))
+    bar.close()
     return outputs

@@ -30,23 +30,25 @@ def predict_split(
     mode: str,
     data_cfg: Mapping[str, Any],
     max_new_tokens: int = 10,
+    progress: bool = False,
 ) -> tuple[list[dict], int]:
     """``(results, dropped)``: one result per evaluated record, and how many over-long records
-    ``data.overflow="drop"`` left out. ``data_cfg``: max_length, overflow, eval_batch_size."""
+    ``data.overflow="drop"`` left out. ``data_cfg``: max_length, overflow, eval_batch_size.
+    ``progress`` shows a bar with throughput and time left on stderr."""
     was_training = model.training
     model.eval()
     try:
         if mode == "score":
-            return _score(model, tokenizer, task, split, data_cfg)
+            return _score(model, tokenizer, task, split, data_cfg, progress)
         if mode == "generate":
-            return _generate(model, tokenizer, task, split, data_cfg, max_new_tokens)
+            return _generate(model, tokenizer, task, split, data_cfg, max_new_tokens, progress)
         raise ValueError(f"mode={mode!r} must be one of {list(MODES)}")
     finally:
         model.train(was_training)
 
 
 @torch.no_grad()
-def _score(model, tokenizer, task, split, data_cfg) -> tuple[list[dict], int]:
+def _score(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict], int]:
     only_split = dataclasses.replace(task, splits={split: task.splits[split]})
     eval_only = dict(data_cfg, batch_size=data_cfg["eval_batch_size"], seed=0)  # no train loader
     datamodule = TaskDataModule(only_split, tokenizer, eval_only)
@@ -55,13 +57,17 @@ def _score(model, tokenizer, task, split, data_cfg) -> tuple[list[dict], int]:
     order = sorted(range(len(items)), key=lambda i: len(items[i][0].input_ids))  # less padding
     device = next(model.parameters()).device
     predictions = [0] * len(items)
-    for start in range(0, len(order), size):
-        rows = order[start : start + size]
-        batch = {k: v.to(device) for k, v in datamodule.collate([items[i] for i in rows]).items()}
-        logits, _, counts = answer_logits(model, batch)
-        chosen = predict_options(logits, counts, batch["option_offset"], batch["option_token_ids"])
-        for row, choice in zip(rows, chosen.tolist(), strict=True):
-            predictions[row] = choice
+    with progress_bar(len(items), f"score {split}", progress) as bar:
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            batch = datamodule.collate([items[i] for i in rows])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits, _, counts = answer_logits(model, batch)
+            offsets, option_ids = batch["option_offset"], batch["option_token_ids"]
+            chosen = predict_options(logits, counts, offsets, option_ids)
+            for row, choice in zip(rows, chosen.tolist(), strict=True):
+                predictions[row] = choice
+            bar.update(len(rows))
     records = datamodule.records[split]
     results = [
         _result(task, record, task.option_labels(record)[choice], None)
@@ -70,7 +76,9 @@ def _score(model, tokenizer, task, split, data_cfg) -> tuple[list[dict], int]:
     return results, datamodule.dropped[split]
 
 
-def _generate(model, tokenizer, task, split, data_cfg, max_new_tokens) -> tuple[list[dict], int]:
+def _generate(
+    model, tokenizer, task, split, data_cfg, max_new_tokens, progress
+) -> tuple[list[dict], int]:
     records = task.splits[split]
     outputs = generate_answers(
         model,
@@ -80,6 +88,7 @@ def _generate(model, tokenizer, task, split, data_cfg, max_new_tokens) -> tuple[
         batch_size=int(data_cfg["eval_batch_size"]),
         max_length=int(data_cfg["max_length"]),
         overflow=data_cfg["overflow"],
+        progress=f"generate {split}" if progress else None,
     )
     results = [
         _result(task, record, task.parse(record, text), text)
@@ -87,6 +96,13 @@ def _generate(model, tokenizer, task, split, data_cfg, max_new_tokens) -> tuple[
         if text is not None
     ]
     return results, len(records) - len(results)
+
+
+def progress_bar(total: int, description: str, enabled: bool):
+    """A tqdm bar over ``total`` questions on stderr (rate and time left), or a silent one."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="q", disable=not enabled, mininterval=1.0)
 
 
 def _result(task, record, prediction: str | None, output: str | None) -> dict:
