@@ -16,16 +16,18 @@ def test_labels_cover_exactly_the_answer_and_eos(tokenizer):
     assert tokenizer.bos_token_id not in answer
 
 
+class CharTokenizer:
+    """One id per character; adds BOS (1) with special tokens, like Llama 3's tokenizer."""
+
+    bos_token_id, eos_token_id = 1, 2
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = [ord(c) for c in text]
+        return {"input_ids": ([1] if add_special_tokens else []) + ids}
+
+
 def test_hand_checked_example():
     """A tokenizer that adds BOS: the BOS stays in the prompt, never in the labels."""
-
-    class CharTokenizer:
-        bos_token_id, eos_token_id = 1, 2
-
-        def __call__(self, text, add_special_tokens=True):
-            ids = [ord(c) for c in text]
-            return {"input_ids": ([1] if add_special_tokens else []) + ids}
-
     item = encode_example(CharTokenizer(), "ab", "C", max_length=16)
     assert item.input_ids == [1, 97, 98, 67, 2]
     assert item.labels == [-100, -100, -100, 67, 2]
@@ -35,6 +37,50 @@ def test_hand_checked_example():
     assert cut.labels == [-100, -100, -100, 88, 89, 2]
     assert cut.truncated
     assert encode_example(CharTokenizer(), "abcdef", "XY", max_length=6, overflow="drop") is None
+
+
+def test_reference_layout_hand_checked():
+    """The paper code's labels: the answer tokenised on its own (BOS included, no EOS),
+    aligned with the end of the sequence; over-long examples cut on the right."""
+    item = encode_example(CharTokenizer(), "ab", "C", max_length=16, layout="reference")
+    # ids: BOS a b C (no EOS); labels: the answer "BOS C" under the last two positions, so
+    # BOS is predicted after "a" and C after "b".
+    assert item.input_ids == [1, 97, 98, 67]
+    assert item.labels == [-100, -100, 1, 67]
+    assert not item.truncated
+    cut = encode_example(CharTokenizer(), "abcdef", "XY", max_length=6, layout="reference")
+    # BOS a b c d e | f X Y cut away; the labels (BOS X Y) now sit on prompt positions.
+    assert cut.input_ids == [1, 97, 98, 99, 100, 101]
+    assert cut.labels == [-100, -100, -100, 1, 88, 89]
+    assert cut.truncated
+    dropped = encode_example(
+        CharTokenizer(), "abcdef", "XY", max_length=6, overflow="drop", layout="reference"
+    )
+    assert dropped is None
+
+
+SIZES = {"train": 0, "validation": 0, "test": 8}
+
+
+def test_reference_layout_scores_the_same_option_token(tokenizer):
+    """Score mode reads the option letter in both layouts (the reference's BOS shifts it)."""
+    from loralab.data.datamodule import TaskDataModule
+    from loralab.data.tasks import build_task
+
+    task = build_task(
+        {"name": "demo", "source": "bundled", "seed": 0, "max_examples": SIZES},
+        splits=("test",),
+    )
+    picked = {}
+    for layout in ("loralab", "reference"):
+        cfg = {"max_length": 256, "overflow": "truncate", "batch_size": 4, "eval_batch_size": 4}
+        data = TaskDataModule(task, CharTokenizer(), dict(cfg, seed=0, target_layout=layout))
+        data.setup()
+        example, offset, options, gold = data.encoded["test"][0]
+        answer = [t for t in example.labels if t != IGNORE_INDEX]
+        picked[layout] = answer[offset]
+        assert answer[offset] == options[gold]
+    assert picked["loralab"] == picked["reference"]
 
 
 def test_answer_is_never_truncated(tokenizer):

@@ -29,7 +29,7 @@ def _plain(node: Any) -> Any:
 def validate_config(cfg: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` listing every invalid value in a composed training config."""
     from loralab.adapters import AdapterConfig, resolve_targets
-    from loralab.data.encoding import OVERFLOW_MODES
+    from loralab.data.encoding import OVERFLOW_MODES, TARGET_LAYOUTS
     from loralab.models.loading import DTYPES, SOURCES, linear_module_names
     from loralab.optim import validate_optimizer_config
 
@@ -63,6 +63,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         errors.append(f"data.max_length={data['max_length']!r} must be an integer >= 16")
     if data["overflow"] not in OVERFLOW_MODES:
         errors.append(f"data.overflow={data['overflow']!r} must be one of {list(OVERFLOW_MODES)}")
+    layout = data.get("target_layout", "loralab")
+    if layout not in TARGET_LAYOUTS:
+        errors.append(f"data.target_layout={layout!r} must be one of {list(TARGET_LAYOUTS)}")
     max_steps = cfg["trainer"]["max_steps"]
     if not isinstance(max_steps, int) or max_steps < 1:
         errors.append(f"trainer.max_steps={max_steps!r} must be an integer >= 1")

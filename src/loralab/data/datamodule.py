@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from loralab.data.encoding import encode_example, pad_right
+from loralab.data.encoding import answer_lead, encode_example, pad_right
 from loralab.data.sampler import ResumableSampler
 from loralab.data.tasks import MultipleChoiceTask
 from loralab.evaluation.scoring import option_tokens
@@ -36,6 +36,7 @@ class TaskDataModule(L.LightningDataModule):
         self.eval_batch_size = int(data_cfg["eval_batch_size"])
         self.seed = int(data_cfg["seed"])
         self.sort_by_length = bool(data_cfg.get("sort_by_length", False))
+        self.target_layout = data_cfg.get("target_layout", "loralab")
         self.encoded: dict[str, list] = {}
         self.records: dict[str, list[dict]] = {}
         self.dropped: dict[str, int] = {}
@@ -64,7 +65,9 @@ class TaskDataModule(L.LightningDataModule):
     def _encode(self, record):
         task, tok = self.task, self.tokenizer
         prompt = task.prompt(record)
-        example = encode_example(tok, prompt, task.target(record), self.max_length, self.overflow)
+        example = encode_example(
+            tok, prompt, task.target(record), self.max_length, self.overflow, self.target_layout
+        )
         if example is None:
             return None
         offset, options = self._option_tokens(tuple(task.option_targets(record)))
@@ -73,7 +76,9 @@ class TaskDataModule(L.LightningDataModule):
     def _option_tokens(self, targets: tuple[str, ...]) -> tuple[int, list[int]]:
         """Option sets repeat (A/B/C..., answer1..4): tokenise each distinct set once."""
         if targets not in self._option_cache:
-            self._option_cache[targets] = option_tokens(self.tokenizer, list(targets))
+            offset, options = option_tokens(self.tokenizer, list(targets))
+            offset += answer_lead(self.tokenizer, targets[0], self.target_layout)
+            self._option_cache[targets] = offset, options
         return self._option_cache[targets]
 
     def collate(self, items):

@@ -1,9 +1,19 @@
 """Tokenisation with correct label masking, and padding collators.
 
-Loss is taken on the answer only: prompt and padding positions are -100, the answer is encoded
-without special tokens (so no BOS lands inside the labels) and ends with EOS, which is trained.
-An over-long example is cut from the context side (the start of the prompt), never the answer;
-with ``overflow="drop"`` it is dropped instead, and the caller counts it.
+Two target layouts (``data.target_layout``); loss is taken on the labelled positions only:
+
+- ``loralab`` (default): the answer is encoded without special tokens (no BOS inside the
+  labels) and ends with EOS, which is trained. An over-long example is cut from the context
+  side (the start of the prompt), never the answer.
+- ``reference``: what the paper's reference code (dataset.py) computes. Prompt and answer are
+  tokenised together with the tokenizer's special tokens; the answer is tokenised again on its
+  own, also with special tokens, and aligned with the end of the sequence as the labels: a
+  tokenizer that adds BOS (Llama 3) makes BOS a target (predicted before the last prompt
+  token), EOS is never a target, and an over-long example is cut on the right, so its answer
+  is cut away and the labels then sit on prompt positions. Use it to reproduce the paper's
+  loss values; loralab's layout trains what generation needs (stopping at EOS).
+
+With ``overflow="drop"`` an over-long example is dropped instead, and the caller counts it.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import torch
 
 IGNORE_INDEX = -100
 OVERFLOW_MODES = ("truncate", "drop")
+TARGET_LAYOUTS = ("loralab", "reference")
 
 
 @dataclass
@@ -41,9 +52,18 @@ def fit_prompt(prompt_ids: list[int], lead: int, room: int) -> list[int] | None:
 
 
 def encode_example(
-    tokenizer, prompt: str, target: str, max_length: int, overflow: str = "truncate"
+    tokenizer,
+    prompt: str,
+    target: str,
+    max_length: int,
+    overflow: str = "truncate",
+    layout: str = "loralab",
 ) -> Encoded | None:
     """Ids and labels for one (prompt, target) pair, or None when it must be dropped."""
+    if layout == "reference":
+        return _encode_as_reference(tokenizer, prompt, target, max_length, overflow)
+    if layout != "loralab":
+        raise ValueError(f"data.target_layout={layout!r} must be one of {list(TARGET_LAYOUTS)}")
     prompt_ids, lead = encode_prompt(tokenizer, prompt)
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     target_ids = target_ids + [tokenizer.eos_token_id]
@@ -53,6 +73,23 @@ def encode_example(
     if fitted is None or (truncated and overflow == "drop"):
         return None
     return Encoded(fitted + target_ids, [IGNORE_INDEX] * len(fitted) + target_ids, truncated)
+
+
+def _encode_as_reference(tokenizer, prompt, target, max_length, overflow) -> Encoded | None:
+    ids = tokenizer(prompt + target, add_special_tokens=True)["input_ids"]
+    answer = tokenizer(target, add_special_tokens=True)["input_ids"]
+    truncated = len(ids) > max_length
+    if truncated and overflow == "drop":
+        return None
+    ids = ids[:max_length]  # the reference's tokenizer(truncation=True): cut on the right
+    answer = answer[max(0, len(answer) - len(ids)) :]
+    return Encoded(ids, [IGNORE_INDEX] * (len(ids) - len(answer)) + answer, truncated)
+
+
+def answer_lead(tokenizer, target: str, layout: str) -> int:
+    """How many special tokens precede the answer's own tokens in the labels (the reference
+    layout's BOS), so that positions counted within the answer text line up with the labels."""
+    return encode_prompt(tokenizer, target)[1] if layout == "reference" else 0
 
 
 def pad_right(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
