@@ -217,3 +217,11 @@ def test_router_statistics_are_summaries_unless_asked_per_layer(tiny_run):
     run_dir, *_ = tiny_run
     columns = [c for c in pd.read_csv(run_dir / "metrics.csv").columns if c.startswith("router/")]
     assert sorted(columns) == ["router/dead_experts", "router/entropy", "router/load_imbalance"]
+
+
+def test_router_statistics_only_at_their_steps(tiny_run):
+    """Measured every evaluation.router_stats_every=10 steps, and only there: no stale copy of
+    the last measurement at the steps between."""
+    run_dir, *_ = tiny_run
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert metrics.dropna(subset=["router/entropy"])["step"].tolist() == [0, 10]

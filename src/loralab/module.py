@@ -69,6 +69,7 @@ class AdapterModule(L.LightningModule):
         self.nan_at_step = nan_at_step
         self.kill_at_step = kill_at_step
         self.skipped = 0
+        self._micro_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self._pending_rng = None
         self.strict_loading = False  # checkpoints hold the adapters only
 
@@ -77,7 +78,9 @@ class AdapterModule(L.LightningModule):
 
         if self.global_step == self.kill_at_step:
             os.kill(os.getpid(), signal.SIGKILL)
-        log_router = self.router_stats_every > 0 and self.global_step % self.router_stats_every == 0
+        first_micro_batch = not self._micro_losses
+        every = self.router_stats_every
+        log_router = first_micro_batch and every > 0 and self.global_step % every == 0
         enable_router_stats(self.model, log_router)
         loss = self._token_mean_loss(batch)
         if self.global_step == self.nan_at_step:
@@ -87,18 +90,42 @@ class AdapterModule(L.LightningModule):
         total = loss if aux is None else loss + aux
         size = batch["input_ids"].shape[0]
         if not torch.isfinite(total):
+            self._micro_losses = []
             return self._non_finite(f"loss is {total.item()}")
-        sync = self.trainer.world_size > 1
-        self.log("train/loss", loss, prog_bar=True, batch_size=size, sync_dist=sync)
-        if self.nonfinite == "skip":
-            self.log("train/skipped", float(self.skipped), batch_size=1)
-        if aux is not None:
-            self.log("train/aux_loss", aux, batch_size=size)
+        self._micro_losses.append(loss.detach())
+        if self._steps_after_this_batch(batch_idx):
+            # The reference logs the mean over the effective batch: the mean of the micro-batch
+            # losses of this optimizer step (each a mean over its answer tokens).
+            step_loss = torch.stack(self._micro_losses).mean()
+            self._micro_losses = []
+            sync = self.trainer.world_size > 1
+            self.log("train/loss", step_loss, prog_bar=True, batch_size=size, sync_dist=sync)
+            if self.nonfinite == "skip":
+                self.log("train/skipped", float(self.skipped), batch_size=1)
+            if aux is not None:
+                self.log("train/aux_loss", aux, batch_size=size)
         if log_router:
-            stats = collect_router_stats(self.model, self.router_stats_per_layer)
-            self.log_dict(stats, batch_size=size)
+            self._log_now(collect_router_stats(self.model, self.router_stats_per_layer))
             enable_router_stats(self.model, False)
         return total
+
+    def _log_now(self, metrics: Mapping[str, Any]) -> None:
+        """Send metrics measured at this step only, straight to the loggers: values given to
+        ``self.log`` stay in Lightning's results and are sent again at every later step of the
+        epoch, which drew stale router statistics at every step between two measurements."""
+        values = {k: float(v) for k, v in metrics.items()}
+        for logger in self.loggers:
+            logger.log_metrics(values, step=self.global_step)
+
+    def _steps_after_this_batch(self, batch_idx: int) -> bool:
+        """Whether the optimizer steps after this micro-batch (the last of its accumulation).
+        Asks Lightning's loop, which decides it; the fallback is the plain modulus (the
+        sampler keeps epochs whole numbers of steps, so the two agree)."""
+        loop = getattr(getattr(self.trainer, "fit_loop", None), "epoch_loop", None)
+        should_accumulate = getattr(loop, "_should_accumulate", None)
+        if should_accumulate is not None:
+            return not should_accumulate()
+        return (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
 
     def _token_mean_loss(self, batch) -> torch.Tensor:
         """Mean over the answer tokens of the whole global batch, also under DDP.
@@ -138,6 +165,8 @@ class AdapterModule(L.LightningModule):
         if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
+        if self._micro_losses:
+            return  # not the first micro-batch of this optimizer step: logged already
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
             self.log(f"lr/{group.get('name', i)}", group["lr"], batch_size=1)
 

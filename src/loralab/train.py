@@ -102,7 +102,7 @@ def run(cfg: DictConfig, run_dir: Path):
     )
     precision = resolve_precision(resolved["trainer"], model)
     trainer = L.Trainer(
-        **dict(resolved["trainer"], precision=precision),
+        **lightning_trainer_args(resolved["trainer"], precision),
         logger=loggers,
         default_root_dir=run_dir,
         callbacks=[checkpoints, StepProgressBar()],
@@ -140,6 +140,17 @@ def run(cfg: DictConfig, run_dir: Path):
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _close_wandb()
     return summary, model
+
+
+def lightning_trainer_args(trainer_cfg: dict, precision: str) -> dict:
+    """The ``trainer`` config as Lightning's Trainer takes it. loralab counts every interval in
+    optimizer steps; Lightning counts ``val_check_interval`` in batches, which under gradient
+    accumulation are ``accumulate_grad_batches`` per step."""
+    args = dict(trainer_cfg, precision=precision)
+    interval = args.get("val_check_interval")
+    if isinstance(interval, int) and not isinstance(interval, bool):
+        args["val_check_interval"] = interval * int(args.get("accumulate_grad_batches", 1))
+    return args
 
 
 def _close_wandb() -> None:

@@ -102,9 +102,16 @@ class TaskDataModule(L.LightningDataModule):
             )
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        accumulate = trainer.accumulate_grad_batches if trainer else 1
         lengths = [len(example.input_ids) for example, *_ in items] if self.sort_by_length else None
         sampler = ResumableSampler(
-            len(items), self.batch_size * world, self.seed, rank, world, lengths=lengths
+            len(items),
+            self.batch_size * world,
+            self.seed,
+            rank,
+            world,
+            lengths=lengths,
+            accumulate=accumulate,
         )
         if trainer is not None:
             sampler.resume_from(trainer.global_step * trainer.accumulate_grad_batches)

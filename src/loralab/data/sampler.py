@@ -7,7 +7,10 @@ rather than trusting the trainer's counter, which is ambiguous when a run is res
 checkpoint written on an epoch's last batch. Under DDP each global batch is split into equal
 contiguous slices, one per rank, so N processes with batch B/N see the same examples per step
 as one process with batch B. With ``lengths``, each epoch's order is length-grouped
-(``data.sort_by_length``) before it is cut into batches.
+(``data.sort_by_length``) before it is cut into batches. Under gradient accumulation an epoch
+holds a whole number of optimizer steps (the few tail batches are left out of that pass), so
+no optimizer step is ever made from a partial accumulation and every interval counted in
+batches is a whole number of optimizer steps.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class ResumableSampler(Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         lengths: list[int] | None = None,
+        accumulate: int = 1,
     ):
         if global_batch_size % world_size:
             raise ValueError(
@@ -37,11 +41,13 @@ class ResumableSampler(Sampler[int]):
         self.size, self.global_batch, self.seed = dataset_size, global_batch_size, seed
         self.rank, self.world = rank, world_size
         self.lengths = lengths  # given: group batches by length (data.sort_by_length)
-        self.batches_per_epoch = dataset_size // global_batch_size
+        self.batches_per_epoch = dataset_size // global_batch_size // accumulate * accumulate
         if self.batches_per_epoch < 1:
             raise ValueError(
-                f"the training split has {dataset_size} examples, fewer than one batch "
-                f"({global_batch_size}); lower data.batch_size or raise task.max_examples.train"
+                f"the training split has {dataset_size} examples, fewer than one optimizer step "
+                f"({global_batch_size} x {accumulate} accumulated batches); lower "
+                "data.batch_size or trainer.accumulate_grad_batches, or raise "
+                "task.max_examples.train"
             )
         self.epoch, self.skip_batches = 0, 0
 
