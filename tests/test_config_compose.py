@@ -66,6 +66,10 @@ def test_paper_experiments_state_the_papers_settings(name):
     assert cfg.optimizer.router_lr == 3e-8
     assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 80
     assert cfg.optimizer.scheduler.total_steps == 2222
+    assert cfg.task.max_examples.validation is None  # the whole split, as the reference
+    assert cfg.data.target_layout == "reference"
+    assert not cfg.optimizer.bias_correction and cfg.optimizer.eps == 1e-6
+    assert cfg.optimizer.precondition_b_with_updated_a == (cfg.optimizer.base == "adamw")
 
 
 def test_paper_sweeps_name_the_papers_variants():
