@@ -23,7 +23,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PANELS = (("train/loss", "training loss"), ("val/loss", "eval loss"), ("val/acc", "accuracy"))
+PANELS = (
+    ("train/loss", "training loss"),
+    ("val/loss", "eval loss"),
+    ("val/acc", "accuracy"),
+    ("train/decision_loss", "decision-token loss (training)"),
+    ("val/decision_loss", "decision-token loss (eval)"),
+)
+SMOOTHED = ("train/loss", "train/decision_loss")  # one step's batch is noisy
 SEED_SUFFIX = re.compile(r"-s\d+$")
 TAIL_STEPS = 20
 
@@ -90,18 +97,21 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
 
 
 def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
-    """Figure 2's layout: training loss (smoothed), eval loss and accuracy over steps."""
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.8))
-    for ax, (column, label) in zip(axes, PANELS, strict=True):
+    """Figure 2's layout: training loss (smoothed), eval loss and accuracy over steps, then
+    the loss of the token that decides the answer, in training and evaluation (the training
+    loss is mostly the answer format, learnt within a few steps)."""
+    panels = [p for p in PANELS if any(p[0] in f for runs in groups.values() for _, f, _ in runs)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (column, label) in zip(axes[0], panels, strict=True):
         for name, runs in groups.items():
             frames = [frame for _, frame, _ in runs if column in frame]
             if frames:
-                window = smooth if column == "train/loss" else 1
+                window = smooth if column in SMOOTHED else 1
                 stats = curve(frames, column, window)
                 _plot_group(ax, stats, len(frames), f"{name} (n={len(frames)})")
         ax.set(xlabel="step", ylabel=_loss_label(smooth) if column == "train/loss" else label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)
     return _save(fig, out_dir, "runs")
 
 

@@ -31,6 +31,21 @@ def answer_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return logits, targets[keep], keep.sum(dim=1)
 
 
+def decision_token(
+    logits: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor, offsets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row loss and correctness at the one answer token that decides the answer (the
+    option letter, or the first token where the options part ways), over the full vocabulary.
+
+    The answer format is learnt within a few steps and then dominates the mean answer loss;
+    this token is what accuracy depends on. ``logits``/``targets``/``counts`` as from
+    ``answer_logits``; ``offsets`` (B,) the decision token's position within each answer."""
+    at = counts.cumsum(0) - counts + offsets
+    chosen = logits[at].float()
+    loss = F.cross_entropy(chosen, targets[at], reduction="none")
+    return loss, (chosen.argmax(dim=-1) == targets[at]).float()
+
+
 def answer_loss(model, batch) -> torch.Tensor:
     """Mean cross-entropy over answer tokens (EOS included)."""
     logits, targets, _ = answer_logits(model, batch)
@@ -82,7 +97,7 @@ class AdapterModule(L.LightningModule):
         every = self.router_stats_every
         log_router = first_micro_batch and every > 0 and self.global_step % every == 0
         enable_router_stats(self.model, log_router)
-        loss = self._token_mean_loss(batch)
+        loss, decision = self._token_mean_loss(batch)
         if self.global_step == self.nan_at_step:
             self.nan_at_step = None  # once: a skipped batch does not advance the step
             loss = loss * float("nan")
@@ -92,14 +107,16 @@ class AdapterModule(L.LightningModule):
         if not torch.isfinite(total):
             self._micro_losses = []
             return self._non_finite(f"loss is {total.item()}")
-        self._micro_losses.append(loss.detach())
+        self._micro_losses.append(torch.stack([loss.detach(), *decision]))
         if self._steps_after_this_batch(batch_idx):
             # The reference logs the mean over the effective batch: the mean of the micro-batch
             # losses of this optimizer step (each a mean over its answer tokens).
-            step_loss = torch.stack(self._micro_losses).mean()
+            step_loss, decision_loss, decision_acc = torch.stack(self._micro_losses).mean(dim=0)
             self._micro_losses = []
             sync = self.trainer.world_size > 1
             self.log("train/loss", step_loss, prog_bar=True, batch_size=size, sync_dist=sync)
+            self.log("train/decision_loss", decision_loss, batch_size=size, sync_dist=sync)
+            self.log("train/decision_acc", decision_acc, batch_size=size, sync_dist=sync)
             if self.nonfinite == "skip":
                 self.log("train/skipped", float(self.skipped), batch_size=1)
             if aux is not None:
@@ -127,21 +144,25 @@ class AdapterModule(L.LightningModule):
             return not should_accumulate()
         return (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
 
-    def _token_mean_loss(self, batch) -> torch.Tensor:
-        """Mean over the answer tokens of the whole global batch, also under DDP.
+    def _token_mean_loss(self, batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Mean over the answer tokens of the whole global batch, also under DDP, and this
+        batch's mean decision-token loss and accuracy (detached: logged, not trained).
 
         Each process divides its token-loss sum by the global token count times the number of
         processes; DDP's gradient average then gives exactly the one-process gradient even when
         answers differ in length across processes.
         """
-        logits, targets, _ = answer_logits(self.model, batch)
+        logits, targets, counts = answer_logits(self.model, batch)
+        with torch.no_grad():
+            losses, correct = decision_token(logits, targets, counts, batch["option_offset"])
+            decision = (losses.mean(), correct.mean())
         total = F.cross_entropy(logits.float(), targets, reduction="sum")
         world = self.trainer.world_size
         if world == 1:
-            return total / targets.numel()
+            return total / targets.numel(), decision
         count = torch.tensor(float(targets.numel()), device=total.device)
         count = self.trainer.strategy.reduce(count, reduce_op="sum")
-        return total * world / count
+        return total * world / count, decision
 
     def _non_finite(self, what: str) -> None:
         message = f"non-finite training at step {self.global_step}: {what}"
@@ -178,8 +199,13 @@ class AdapterModule(L.LightningModule):
             logits, counts, batch["option_offset"], batch["option_token_ids"]
         )
         accuracy = (predictions == batch["gold"]).float().mean()
+        decision_loss, decision_correct = decision_token(
+            logits, targets, counts, batch["option_offset"]
+        )
         self.log(f"{split}/loss", loss, batch_size=size, prog_bar=split == "val")
         self.log(f"{split}/acc", accuracy, batch_size=size, prog_bar=split == "val")
+        self.log(f"{split}/decision_loss", decision_loss.mean(), batch_size=size)
+        self.log(f"{split}/decision_acc", decision_correct.mean(), batch_size=size)
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")

@@ -10,13 +10,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PANELS = (("loss", ["train/loss", "val/loss"]), ("accuracy", ["val/acc", "test/acc"]))
+PANELS = (
+    ("loss (all answer tokens)", ["train/loss", "val/loss"]),
+    ("decision-token loss", ["train/decision_loss", "val/decision_loss"]),
+    ("accuracy", ["val/acc", "test/acc", "train/decision_acc", "val/decision_acc"]),
+)
 
 
 def plot_run_curves(metrics_csv: Path, out_png: Path, title: str = "") -> Path:
-    """Two panels over steps: train/val loss and val/test accuracy."""
+    """Three panels over steps: the answer loss, the loss of the token that decides the
+    answer (the full loss is mostly the answer format), and the accuracies."""
     frame = pd.read_csv(metrics_csv)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 3.8))
     for ax, (label, columns) in zip(axes, PANELS, strict=True):
         for column in columns:
             if column in frame:
