@@ -68,6 +68,7 @@ def test_paper_experiments_state_the_papers_settings(name):
     assert cfg.optimizer.scheduler.total_steps == 2222
     assert cfg.task.max_examples.validation is None  # the whole split, as the reference
     assert cfg.data.target_layout == "reference"
+    assert cfg.evaluation.generate_every == 100 and cfg.evaluation.max_new_tokens == 10
     assert not cfg.optimizer.bias_correction and cfg.optimizer.eps == 1e-6
     assert cfg.optimizer.precondition_b_with_updated_a == (cfg.optimizer.base == "adamw")
 

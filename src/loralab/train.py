@@ -44,6 +44,7 @@ def run(cfg: DictConfig, run_dir: Path):
     )
     from loralab.data.datamodule import TaskDataModule
     from loralab.data.tasks import build_task
+    from loralab.generate_accuracy import GenerateAccuracy
     from loralab.loggers import build_loggers, first_and_last, metrics_path, truncate_metrics
     from loralab.models import load_model
     from loralab.module import AdapterModule
@@ -101,11 +102,25 @@ def run(cfg: DictConfig, run_dir: Path):
         save_last=True,
     )
     precision = resolve_precision(resolved["trainer"], model)
+    callbacks = [checkpoints, StepProgressBar()]
+    evaluation = resolved["evaluation"]
+    if evaluation["generate_every"]:
+        room = dict(data_cfg, max_length=data_cfg["max_length"] + evaluation["max_new_tokens"])
+        callbacks.append(
+            GenerateAccuracy(
+                task,
+                tokenizer,
+                room,  # the prompt keeps data.max_length, as in training; the answer is extra
+                evaluation["generate_every"],
+                evaluation["generate_split"],
+                evaluation["max_new_tokens"],
+            )
+        )
     trainer = L.Trainer(
         **lightning_trainer_args(resolved["trainer"], precision),
         logger=loggers,
         default_root_dir=run_dir,
-        callbacks=[checkpoints, StepProgressBar()],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # ResumableSampler shards and resumes by itself
     )

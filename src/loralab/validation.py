@@ -89,6 +89,16 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             f"trainer.precision={precision!r} must be one of {list(PRECISIONS)} (auto: bf16-mixed "
             "on a GPU, and on a CPU where a probe finds it faster than float32)"
         )
+    evaluation = cfg["evaluation"]
+    for key, least in (("generate_every", 0), ("max_new_tokens", 1)):
+        value = evaluation.get(key, least)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            errors.append(f"evaluation.{key}={value!r} must be an integer >= {least}")
+    if evaluation.get("generate_split", "test") not in ("train", "validation", "test"):
+        errors.append(
+            f"evaluation.generate_split={evaluation['generate_split']!r} must be one of "
+            "['train', 'validation', 'test']"
+        )
     every = cfg["checkpoint"]["every_n_steps"]
     if not isinstance(every, int) or every < 0:
         errors.append(f"checkpoint.every_n_steps={every!r} must be an integer >= 0 (0 = end only)")

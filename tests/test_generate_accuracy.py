@@ -1,0 +1,53 @@
+"""The paper's accuracy curve: generate-mode test accuracy at step 0 and every N optimizer
+steps (counted under accumulation), unparsable outputs counted."""
+
+import pandas as pd
+import pytest
+from conftest import compose_config
+
+from loralab.evaluation.predict import predict_split
+from loralab.train import run
+from loralab.validation import ConfigError, validate_config
+
+
+def test_generate_accuracy_curve_at_its_cadence(tmp_path):
+    cfg = compose_config(
+        [
+            "model=tiny_llama",
+            "logger=csv",
+            "trainer.max_steps=4",
+            "trainer.accumulate_grad_batches=2",
+            "trainer.val_check_interval=4",
+            "evaluation.generate_every=2",
+            "evaluation.max_new_tokens=6",
+            "task.max_examples.train=64",
+            "task.max_examples.validation=8",
+            "task.max_examples.test=12",
+        ]
+    )
+    _, model = run(cfg, tmp_path)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    rows = metrics.dropna(subset=["test/gen_acc"])
+    assert rows["step"].tolist() == [0, 2, 4]  # optimizer steps, not micro-batches
+    assert rows["test/gen_unparsable"].between(0, 1).all()
+    # The last point is what loralab-eval's generate mode says of the trained model.
+    from loralab.data.tasks import build_task
+    from loralab.models import load_model
+
+    _, tokenizer = load_model(cfg.model)
+    data = dict(cfg.data, max_length=cfg.data.max_length + 6)
+    results, dropped = predict_split(
+        model, tokenizer, build_task(cfg.task), "test", "generate", data, max_new_tokens=6
+    )
+    assert dropped == 0 and len(results) == 12
+    assert rows["test/gen_acc"].iloc[-1] == pytest.approx(sum(r["correct"] for r in results) / 12)
+    unparsable = sum(r["prediction"] is None for r in results) / 12
+    assert rows["test/gen_unparsable"].iloc[-1] == pytest.approx(unparsable)
+
+
+@pytest.mark.parametrize(
+    "override", ["evaluation.generate_every=-1", "evaluation.generate_split=dev"]
+)
+def test_bad_generate_settings_are_config_errors(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        validate_config(compose_config(["model=tiny_llama", override]))
