@@ -36,7 +36,8 @@ class GenerateAccuracy(Callback):
         self._measured_at: int | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if trainer.global_step == 0:
+        # step 0; or a run resumed at a measuring step (the resume dropped that row)
+        if trainer.global_step % self.every == 0:
             self._measure(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
