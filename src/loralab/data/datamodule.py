@@ -126,6 +126,7 @@ class TaskDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(
-            self.encoded[split], batch_size=self.eval_batch_size, collate_fn=self.collate
-        )
+        """Batches of similar length (less padding); the metrics are means over all items, so
+        the order does not change them."""
+        items = sorted(self.encoded[split], key=lambda item: len(item[0].input_ids))
+        return DataLoader(items, batch_size=self.eval_batch_size, collate_fn=self.collate)
