@@ -181,3 +181,61 @@ def test_original_release_without_splits(tmp_path):
 def test_missing_local_path(tmp_path):
     with pytest.raises(DataError, match="does not exist; expected a Hugging Face Hub dataset id"):
         scienceqa(tmp_path / "scienceqa_copy")
+
+
+def mapped(source, **caps):
+    cfg = {"name": "scienceqa", "source": source, "text_only": True, "seed": 0}
+    return build_task(cfg | {"max_examples": ALL | caps})
+
+
+def test_split_to_source_mapping_combines_partial_copies(shared_data):
+    """The real-data twins' layout: train from both partial copies without repeats,
+    validation from the original release, test from the Hub sample."""
+    partial = str(shared_data / "scienceqa" / "original_partial")
+    sample = str(shared_data / "scienceqa" / "hf_sample")
+    task = mapped({"train": [partial, sample], "validation": partial, "test": sample})
+    alone = {
+        "partial": scienceqa(partial, splits=("train",)).splits["train"],
+        "sample": scienceqa(sample, splits=("train",)).splits["train"],
+    }
+    keys = {  # problems identified by content, as the merge does
+        name: {(r["question"], r["hint"], tuple(r["choices"]), r["answer"]) for r in records}
+        for name, records in alone.items()
+    }
+    train = task.splits["train"]
+    assert len(train) == len(keys["partial"] | keys["sample"])  # 520 + 200 minus repeats
+    assert len(train) > 520
+    assert len({(r["question"], r["hint"], tuple(r["choices"]), r["answer"]) for r in train}) == (
+        len(train)
+    )
+    assert len(task.splits["validation"]) == 180  # original_partial's text-only val problems
+    assert len(task.splits["test"]) == 200
+
+
+def test_a_single_file_is_the_split_it_is_listed_under(tmp_path):
+    problem = {"question": "Which is a fish?", "choices": ["trout", "cat"], "answer": 0}
+    file = tmp_path / "problems_test.jsonl"
+    file.write_text(json.dumps(problem) + "\n" + json.dumps(problem | {"question": "Q2"}) + "\n")
+    task = mapped({"test": str(file)})
+    assert len(task.splits["test"]) == 2 and task.splits["train"] == []
+
+
+def test_a_listed_source_without_that_split_names_it(shared_data):
+    partial = str(shared_data / "scienceqa" / "original_partial")  # no test problems
+    with pytest.raises(DataError, match="task.source.test: .*original_partial has no test split"):
+        mapped({"test": partial})
+
+
+@pytest.mark.parametrize(
+    "source,fragment",
+    [
+        ({"dev": "a.jsonl"}, "task.source has splits ['dev']"),
+        ({"train": 3}, "task.source.train=3 must be a source"),
+    ],
+)
+def test_bad_source_mappings_are_config_errors(source, fragment):
+    from loralab.data.tasks import task_config_errors
+
+    cfg = {"name": "scienceqa", "source": source, "text_only": True, "seed": 0}
+    errors = task_config_errors(cfg | {"max_examples": ALL})
+    assert any(fragment in e for e in errors), errors

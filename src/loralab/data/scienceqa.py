@@ -7,6 +7,12 @@ problems keyed by id in ``problems.json`` (or ``.json.gz``), split by ``pid_spli
 each problem's ``split`` field (``val`` = validation). Problems with an image are left out
 unless ``task.text_only=false`` (the papers train and test on the text-only ones), and the
 count left out is logged.
+
+``task.source`` may also map splits to sources, as ``datasets`` maps splits to data files:
+``{train: [a, b], validation: a, test: c}`` reads each split from the sources listed for it
+(that split of a folder or Hub copy; the whole of a single data file) and drops problems that
+repeat within a split (same question, hint, choices and answer), so that partial copies of the
+dataset can be combined as a user's full copy is read.
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ REQUIRED = ("question", "choices", "answer")
 
 def load_scienceqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[str, list[dict]]:
     """Normalised records per split: ``answer`` an int index, ``hint`` a string, ``id`` set."""
+    if isinstance(task_cfg["source"], Mapping):
+        return _load_mapped(task_cfg, splits)
     source = str(task_cfg["source"])
-    original = _original_release(Path(source).expanduser())
-    data = _read_original(original) if original else load_source(source)
+    data = _read_source(source)
     records = {}
     for split in splits:
         if split not in data:
@@ -54,6 +61,56 @@ def load_scienceqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict
         indices = sample_indices(kept, cap, seed=f"{task_cfg['seed']}/{split}")
         records[split] = materialise(SplitData(rows, origin), indices, normalise)
     return records
+
+
+def _read_source(source: str) -> dict[str, SplitData]:
+    original = _original_release(Path(source).expanduser())
+    return _read_original(original) if original else load_source(source)
+
+
+def _load_mapped(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[str, list[dict]]:
+    mapping = task_cfg["source"]
+    read: dict[str, dict[str, SplitData]] = {}
+    records = {}
+    for split in splits:
+        listed = mapping.get(split) or []
+        listed = [listed] if isinstance(listed, str) else list(listed)
+        merged, seen, repeats = [], set(), 0
+        for source in listed:
+            data = read.setdefault(source, _read_source(source))
+            if _is_single_file(source):  # a file holds just the split it is listed under
+                data = {split: next(iter(data.values()))}
+            if split not in data:
+                raise DataError(
+                    f"task.source.{split}: {source} has no {split} split; list a source that "
+                    f"has one (a folder or Hub copy with a {split} split, or a single file)"
+                )
+            rows, origin = data[split].rows, data[split].origin
+            kept = _text_only(rows, split) if task_cfg["text_only"] else list(range(len(rows)))
+            if "image" in rows.column_names:
+                rows = rows.remove_columns(["image"])
+            for record in materialise(SplitData(rows, origin), kept, normalise):
+                key = _problem_key(record)
+                if key in seen:
+                    repeats += 1
+                    continue
+                seen.add(key)
+                merged.append(record)
+        if repeats:
+            log.info("scienceqa/%s: %d problems repeated across sources dropped", split, repeats)
+        cap = task_cfg["max_examples"][split]
+        chosen = sample_indices(list(range(len(merged))), cap, seed=f"{task_cfg['seed']}/{split}")
+        records[split] = [merged[i] for i in chosen]
+    return records
+
+
+def _is_single_file(source: str) -> bool:
+    path = Path(source).expanduser()
+    return path.is_file() and _original_release(path) is None
+
+
+def _problem_key(record: Mapping[str, Any]) -> tuple:
+    return (record["question"], record["hint"], tuple(record["choices"]), record["answer"])
 
 
 def normalise(row: Mapping[str, Any], origin: str, index: int) -> dict:

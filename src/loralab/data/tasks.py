@@ -104,7 +104,29 @@ def task_config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
     if name not in TASK_NAMES:
         return [f"task.name={name!r} must be one of {list(TASK_NAMES)}"]
     errors = []
-    if not task_cfg.get("source"):
+    source = task_cfg.get("source")
+    if isinstance(source, Mapping):
+        if name != "scienceqa":
+            errors.append(
+                f"task.source: a split -> source mapping is read for scienceqa only; give "
+                f"{name} one source (a Hub id or a folder of per-split files)"
+            )
+        unknown = sorted(set(source) - set(SPLITS))
+        if unknown:
+            errors.append(
+                f"task.source has splits {unknown}; name train, validation or test, e.g. "
+                "task.source={train: a.jsonl, test: b.jsonl}"
+            )
+        for split, listed in source.items():
+            entries = [listed] if isinstance(listed, str) else listed
+            if not isinstance(entries, list | tuple) or not all(
+                isinstance(e, str) and e for e in entries
+            ):
+                errors.append(
+                    f"task.source.{split}={listed!r} must be a source (a Hub id or a local "
+                    "path) or a list of them"
+                )
+    elif not source:
         errors.append("task.source must name a Hub dataset id or a local path")
     caps = task_cfg.get("max_examples") or {}
     for split in SPLITS:
