@@ -24,6 +24,53 @@ class UnsafeCheckpointError(RuntimeError):
     """The checkpoint holds objects other than tensors and plain containers."""
 
 
+class ResumeMismatchError(ValueError):
+    """The checkpoint was written by a run configured differently (the message says how)."""
+
+
+# What a checkpoint's run must share with the run that resumes it: the model, its adapters,
+# how they are trained and on what. Free to change: trainer.max_steps (extend a run),
+# evaluation, checkpoint and logger settings.
+RESUME_KEYS = ("model", "adapter", "optimizer", "task", "data", "seed")
+RESUME_TRAINER_KEYS = ("accumulate_grad_batches",)
+
+
+def run_identity(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved run config that a checkpoint records and a resume must match."""
+    identity = {key: resolved[key] for key in RESUME_KEYS}
+    trainer = resolved.get("trainer", {})
+    identity["trainer"] = {k: trainer.get(k) for k in RESUME_TRAINER_KEYS}
+    return identity
+
+
+def resume_mismatches(
+    checkpoint: dict[str, Any], resolved: dict[str, Any], adapter_shapes: dict[str, tuple]
+) -> list[str]:
+    """How this run differs from the one that wrote ``checkpoint``: each differing config key
+    (``key: there -> here``) and each adapter tensor whose shape differs or that is missing."""
+    differences = []
+    saved = checkpoint.get("loralab_run")
+    if saved is not None:
+        differences += _differences(saved, run_identity(resolved), "")
+    stored = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
+    for name, shape in adapter_shapes.items():
+        if name not in stored:
+            differences.append(f"{name}: not in the checkpoint")
+        elif stored[name] != shape:
+            differences.append(f"{name}: shape {list(stored[name])} there -> {list(shape)} here")
+    return differences
+
+
+def _differences(there: Any, here: Any, prefix: str) -> list[str]:
+    if isinstance(there, dict) and isinstance(here, dict):
+        found = []
+        for key in sorted(set(there) | set(here), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            found += _differences(there.get(key), here.get(key), name)
+        return found
+    return [] if there == here else [f"{prefix}={there!r} there -> {here!r} here"]
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         target = Path(path)

@@ -85,6 +85,7 @@ class AdapterModule(L.LightningModule):
         self.kill_at_step = kill_at_step
         self.skipped = 0
         self._micro_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
+        self.run_identity: dict | None = None
         self._pending_rng = None
         self.strict_loading = False  # checkpoints hold the adapters only
 
@@ -235,6 +236,8 @@ class AdapterModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["loralab_rng"] = rng_state()
         checkpoint["loralab_skipped"] = self.skipped
+        if self.run_identity is not None:  # what a resume must match (checkpointing)
+            checkpoint["loralab_run"] = self.run_identity
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         missing = sorted(self._adapter_keys() - set(checkpoint["state_dict"]))

@@ -39,7 +39,10 @@ def run(cfg: DictConfig, run_dir: Path):
         CHECKPOINT_DIR,
         LAST,
         AtomicCheckpointIO,
+        ResumeMismatchError,
         find_resume_checkpoint,
+        resume_mismatches,
+        run_identity,
         safe_load,
     )
     from loralab.data.datamodule import TaskDataModule
@@ -54,18 +57,11 @@ def run(cfg: DictConfig, run_dir: Path):
 
     started = time.perf_counter()
     checkpoint = find_resume_checkpoint(cfg.resume, run_dir)
-    if checkpoint is None and metrics_path(run_dir).is_file():
-        if cfg.resume != "auto":
-            raise FileExistsError(
-                f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
-                "or choose another hydra.run.dir: nothing was overwritten"
-            )
-        truncate_metrics(metrics_path(run_dir), 0)  # killed before its first checkpoint
-    if checkpoint is not None:
-        run_dir = checkpoint.parent.parent  # continue in the run directory that wrote it
-        resumed_step = safe_load(checkpoint)["global_step"]
-        truncate_metrics(metrics_path(run_dir), resumed_step)
-        log.info("resuming %s from step %d (%s)", run_dir, resumed_step, checkpoint)
+    if checkpoint is None and metrics_path(run_dir).is_file() and cfg.resume != "auto":
+        raise FileExistsError(
+            f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
+            "or choose another hydra.run.dir: nothing was overwritten"
+        )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -77,6 +73,28 @@ def run(cfg: DictConfig, run_dir: Path):
     model.train()  # Lightning keeps the mode it finds; adapter dropout needs train mode
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("wrapped %d linear modules; %s trainable parameters", len(layers), f"{trainable:,}")
+
+    # Nothing in a run directory is written before a resume is known to fit its checkpoint.
+    if checkpoint is not None:
+        saved = safe_load(checkpoint)
+        shapes = {
+            f"model.{n}": tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad
+        }
+        mismatches = resume_mismatches(saved, resolved, shapes)
+        if mismatches:
+            raise ResumeMismatchError(
+                f"cannot resume from {checkpoint}: it was written by a run configured "
+                "differently, and nothing was written:\n  - "
+                + "\n  - ".join(mismatches[:20])
+                + "\nresume with the checkpoint's settings (see its run's .hydra/config.yaml), "
+                "or start a new run (another hydra.run.dir, no resume)"
+            )
+        run_dir = checkpoint.parent.parent  # continue in the run directory that wrote it
+        resumed_step = saved["global_step"]
+        truncate_metrics(metrics_path(run_dir), resumed_step)
+        log.info("resuming %s from step %d (%s)", run_dir, resumed_step, checkpoint)
+    elif metrics_path(run_dir).is_file():
+        truncate_metrics(metrics_path(run_dir), 0)  # resume=auto, killed before a checkpoint
 
     task = build_task(resolved["task"])
     data_cfg = dict(resolved["data"], seed=cfg.seed)
@@ -90,6 +108,7 @@ def run(cfg: DictConfig, run_dir: Path):
         nan_at_step=cfg.debug.nan_at_step,
         kill_at_step=cfg.debug.kill_at_step,
     )
+    module.run_identity = run_identity(resolved)
     loggers = build_loggers(
         resolved["logger"], run_dir, cfg.run_name, resolved, resume=checkpoint is not None
     )
@@ -209,7 +228,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     route_lightning_logs()
-    from loralab.checkpointing import UnsafeCheckpointError
+    from loralab.checkpointing import ResumeMismatchError, UnsafeCheckpointError
     from loralab.data.loaders import DataError
     from loralab.module import NonFiniteError
 
@@ -221,7 +240,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if cfg.optimized_metric is not None:  # a diverged trial: the worst score, search goes on
             return worst_score()
         sys.exit(EXIT_NONFINITE)
-    except (UnsafeCheckpointError, DataError, FileNotFoundError, FileExistsError) as err:
+    except (
+        UnsafeCheckpointError,
+        ResumeMismatchError,
+        DataError,
+        FileNotFoundError,
+        FileExistsError,
+    ) as err:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     print(format_summary(summary))

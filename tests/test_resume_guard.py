@@ -1,0 +1,69 @@
+"""A resume that does not fit its checkpoint is refused before anything is written: the run
+that wrote the checkpoint keeps every file byte for byte (exit 2, the differences named)."""
+
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+TINY = [
+    "model=tiny_llama",
+    "trainer.precision=32-true",
+    "logger=wandb",
+    "adapter.num_experts=4",
+    "adapter.top_k=2",
+    "adapter.rank=4",
+    "optimizer=grsgd",
+    "optimizer.lr=1e-2",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=4",
+    "checkpoint.every_n_steps=2",
+    "evaluation.before_training=false",
+    "task.max_examples.train=32",
+    "task.max_examples.validation=8",
+    "task.max_examples.test=8",
+]
+
+
+def train(args, cwd):
+    return run_cli("loralab.train", args, cwd, WANDB_MODE="offline", LORALAB_CACHE=str(cwd))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("guard")
+    run_dir = cwd / "finished"
+    done = train([*TINY, f"hydra.run.dir={run_dir}"], cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return cwd, run_dir
+
+
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        ("adapter.rank=8", "adapter.rank=4 there -> 8 here"),
+        ("optimizer.lr=0.05", "optimizer.lr=0.01 there -> 0.05 here"),
+        ("optimizer=gradamw", "optimizer.name='grsgd' there -> 'gradamw' here"),
+    ],
+)
+def test_mismatched_resume_is_refused_and_touches_nothing(finished, change, named):
+    cwd, run_dir = finished
+    before = snapshot(run_dir)
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    other = cwd / f"other-{change.split('=')[0]}"
+    done = train([*TINY, change, f"resume={checkpoint}", f"hydra.run.dir={other}"], cwd)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "cannot resume from" in done.stderr and named in done.stderr
+    assert "nothing was written" in done.stderr
+    assert snapshot(run_dir) == before  # metrics.csv, W&B runs, checkpoints: all untouched
+
+
+def test_extending_a_run_is_allowed(finished):
+    cwd, run_dir = finished
+    done = train([*TINY, "trainer.max_steps=6", "resume=auto", f"hydra.run.dir={run_dir}"], cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "steps                 6" in done.stdout
