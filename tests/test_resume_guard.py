@@ -67,3 +67,25 @@ def test_extending_a_run_is_allowed(finished):
     done = train([*TINY, "trainer.max_steps=6", "resume=auto", f"hydra.run.dir={run_dir}"], cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "steps                 6" in done.stdout
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_newest_intact_one(tmp_path):
+    run_dir = tmp_path / "run"
+    done = train([*TINY, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    intact = run_dir / "checkpoints" / "step4.ckpt"
+    assert intact.is_file()
+    last.write_bytes(last.read_bytes()[:1000])  # a kill mid-copy, a full disk...
+
+    explicit = train([*TINY, f"resume={last}", f"hydra.run.dir={tmp_path / 'x'}"], tmp_path)
+    assert explicit.returncode == 2, explicit.stderr[-3000:]
+    assert "the checkpoint cannot be read" in explicit.stderr and "step4.ckpt" in explicit.stderr
+
+    auto = train(
+        [*TINY, "trainer.max_steps=6", "resume=auto", f"hydra.run.dir={run_dir}"], tmp_path
+    )
+    assert auto.returncode == 0, auto.stderr[-3000:]
+    printed = auto.stdout + auto.stderr
+    assert f"skipping {last}" in printed and f"from step 4 ({intact})" in printed
+    assert "steps                 6" in auto.stdout

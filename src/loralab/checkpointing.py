@@ -8,6 +8,7 @@ carries pickled code is refused instead of run.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -100,13 +103,55 @@ def safe_load(path, map_location=None) -> dict[str, Any]:
 
 
 def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
-    """``resume=auto``: this run directory's last checkpoint if there is one; a path: that file."""
+    """``resume=auto``: this run directory's newest intact checkpoint (``last.ckpt``, else the
+    newest ``stepN.ckpt``; each one skipped is named in the log); a path: that file, which must
+    be readable."""
     if resume in (None, "", "never"):
         return None
     if resume == "auto":
-        last = run_dir / CHECKPOINT_DIR / LAST
-        return last if last.is_file() else None
+        folder = run_dir / CHECKPOINT_DIR
+        by_step = sorted(folder.glob("step*.ckpt"), key=_step_of, reverse=True)
+        candidates = [p for p in [folder / LAST, *by_step] if p.is_file()]
+        for path in candidates:
+            problem = _unreadable(path)
+            if problem is None:
+                return path
+            log.warning("resume=auto: skipping %s, which cannot be read (%s)", path, problem)
+        if candidates:
+            raise CorruptCheckpointError(
+                f"resume=auto: no checkpoint in {folder} can be read "
+                f"({', '.join(p.name for p in candidates)}); start a new run"
+            )
+        return None
     path = Path(resume)
     if not path.is_file():
         raise FileNotFoundError(f"resume={resume}: no such checkpoint file")
+    problem = _unreadable(path)
+    if problem is not None:
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+        raise CorruptCheckpointError(
+            f"resume={resume}: the checkpoint cannot be read ({problem}); "
+            + (f"other checkpoints beside it: {', '.join(others)}" if others else "none beside it")
+        )
     return path
+
+
+class CorruptCheckpointError(ValueError):
+    """No readable checkpoint where a resume looked (a truncated or damaged file)."""
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be loaded (truncated, not a checkpoint), or None when it loads. A
+    checkpoint carrying code is not skipped: that refusal stands."""
+    try:
+        safe_load(path)
+    except UnsafeCheckpointError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        return str(err).splitlines()[0][:200]
+    return None
+
+
+def _step_of(path: Path) -> int:
+    digits = "".join(c for c in path.stem if c.isdigit())
+    return int(digits) if digits else -1

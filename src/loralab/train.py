@@ -228,7 +228,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     route_lightning_logs()
-    from loralab.checkpointing import ResumeMismatchError, UnsafeCheckpointError
+    from loralab.checkpointing import (
+        CorruptCheckpointError,
+        ResumeMismatchError,
+        UnsafeCheckpointError,
+    )
     from loralab.data.loaders import DataError
     from loralab.module import NonFiniteError
 
@@ -243,6 +247,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except (
         UnsafeCheckpointError,
         ResumeMismatchError,
+        CorruptCheckpointError,
         DataError,
         FileNotFoundError,
         FileExistsError,
