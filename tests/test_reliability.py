@@ -95,6 +95,7 @@ def test_a_checkpoint_carrying_code_is_refused(tmp_path):
     done = train(["model=tiny_llama", "logger=csv", f"resume={evil}"], tmp_path)
     assert done.returncode == 2
     assert "refusing to load" in done.stderr and "pwned" not in done.stdout
+    assert "weights_only" not in done.stderr  # never advise loading it unsafely
 
 
 def test_planted_nan_stops_with_step_and_keeps_last_checkpoint(tmp_path):

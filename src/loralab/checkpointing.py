@@ -96,10 +96,12 @@ def safe_load(path, map_location=None) -> dict[str, Any]:
     try:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's message advises retrying with weights_only=False; name only what it found
+        found = [line for line in str(err).splitlines() if "GLOBAL" in line or "global" in line]
         raise UnsafeCheckpointError(
             f"refusing to load {path}: it holds pickled objects beyond tensors and plain "
-            f"containers, which could run code ({str(err).splitlines()[0]})"
-        ) from err
+            "containers, which could run code" + (f" ({found[0].strip()})" if found else "")
+        ) from None
 
 
 def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
