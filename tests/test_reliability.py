@@ -142,6 +142,11 @@ BAD = [
     (["nonfinite=ignore"], "nonfinite='ignore'"),
     (["resume=weights.bin"], "resume='weights.bin'"),
     (["trainer=fsdp", "optimizer=grsgd"], "preconditions whole"),
+    (["adapter.rank=abc"], "adapter.rank='abc' is invalid: must be an integer"),
+    (["adapter.mixer=maybe"], "adapter.mixer='maybe' is invalid: must be true or false"),
+    (["evaluation.router_stats_every=-1"], "evaluation.router_stats_every=-1"),
+    (["logger.wandb.mode=bogus"], "logger.wandb.mode='bogus'"),
+    (["trainer.precision=bf17"], "trainer.precision='bf17'"),
 ]
 
 

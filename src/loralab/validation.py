@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 NONFINITE_POLICIES = ("stop", "skip")
+WANDB_MODES = ("auto", "offline", "online", "disabled")
 SHARDING_STRATEGIES = ("fsdp", "deepspeed")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 PRECISIONS += ("32", "16", "64", "bf16", "transformer-engine", "transformer-engine-float16")
@@ -90,7 +91,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             "on a GPU, and on a CPU where a probe finds it faster than float32)"
         )
     evaluation = cfg["evaluation"]
-    for key, least in (("generate_every", 0), ("max_new_tokens", 1)):
+    for key, least in (("generate_every", 0), ("max_new_tokens", 1), ("router_stats_every", 0)):
         value = evaluation.get(key, least)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             errors.append(f"evaluation.{key}={value!r} must be an integer >= {least}")
@@ -99,6 +100,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             f"evaluation.generate_split={evaluation['generate_split']!r} must be one of "
             "['train', 'validation', 'test']"
         )
+    wandb = (cfg.get("logger") or {}).get("wandb") or {}
+    if wandb.get("mode", "auto") not in WANDB_MODES:
+        errors.append(f"logger.wandb.mode={wandb['mode']!r} must be one of {list(WANDB_MODES)}")
     every = cfg["checkpoint"]["every_n_steps"]
     if not isinstance(every, int) or every < 0:
         errors.append(f"checkpoint.every_n_steps={every!r} must be an integer >= 0 (0 = end only)")

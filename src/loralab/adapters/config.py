@@ -37,6 +37,18 @@ class AdapterConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             _bad("kind", self.kind, f"one of {', '.join(KINDS)}")
+        for key in ("rank", "num_experts", "top_k"):  # before any comparison with a number
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                _bad(key, value, "an integer")
+        for key in ("alpha", "dropout", "load_balance_coef"):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                _bad(key, value, "a number")
+        for key in ("mixer", "gate_rescale"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, bool):
+                _bad(key, value, "true or false" + (" (or null)" if key == "mixer" else ""))
         if self.mixer is None:
             self.mixer = self.kind == "moslora"
         if self.mixer and self.kind == "lora":
