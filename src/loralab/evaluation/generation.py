@@ -26,8 +26,6 @@ def generate_answers(
 ) -> list[str | None]:
     """Decoded continuation of each prompt (special tokens removed), None where the prompt was
     over-long and ``overflow="drop"``. ``progress``: a bar with this description on stderr."""
-    from tqdm import tqdm
-
     encoded: list[list[int] | None] = []
     for prompt in prompts:
         ids, lead = encode_prompt(tokenizer, prompt)
@@ -39,7 +37,7 @@ def generate_answers(
     )
     outputs: list[str | None] = [None] * len(prompts)
     device = next(model.parameters()).device
-    bar = tqdm(total=len(kept), desc=progress, unit="q", disable=progress is None, mininterval=1.0)
+    bar = progress_bar(len(kept), progress or "", enabled=progress is not None)
     for start in range(0, len(kept), batch_size):
         rows = kept[start : start + batch_size]
         batch = pad_left([encoded[i] for i in rows], tokenizer.pad_token_id)
@@ -59,3 +57,10 @@ def generate_answers(
         bar.update(len(rows))
     bar.close()
     return outputs
+
+
+def progress_bar(total: int, description: str, enabled: bool):
+    """A tqdm bar over ``total`` questions on stderr (rate and time left), or a silent one."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="q", disable=not enabled, mininterval=1.0)

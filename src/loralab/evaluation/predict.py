@@ -15,7 +15,7 @@ import torch
 
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.tasks import MultipleChoiceTask
-from loralab.evaluation.generation import generate_answers
+from loralab.evaluation.generation import generate_answers, progress_bar
 from loralab.evaluation.scoring import predict_options
 from loralab.module import answer_logits
 
@@ -96,13 +96,6 @@ def _generate(
         if text is not None
     ]
     return results, len(records) - len(results)
-
-
-def progress_bar(total: int, description: str, enabled: bool):
-    """A tqdm bar over ``total`` questions on stderr (rate and time left), or a silent one."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="q", disable=not enabled, mininterval=1.0)
 
 
 def _result(task, record, prediction: str | None, output: str | None) -> dict:
