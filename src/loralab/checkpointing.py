@@ -104,10 +104,10 @@ def safe_load(path, map_location=None) -> dict[str, Any]:
         ) from None
 
 
-def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
-    """``resume=auto``: this run directory's newest intact checkpoint (``last.ckpt``, else the
-    newest ``stepN.ckpt``; each one skipped is named in the log); a path: that file, which must
-    be readable."""
+def find_resume_checkpoint(resume: str | None, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from and its loaded state, or None. ``resume=auto``: this run
+    directory's newest intact checkpoint (``last.ckpt``, else the newest ``stepN.ckpt``; each
+    one skipped is named in the log); a path: that file, which must be readable."""
     if resume in (None, "", "never"):
         return None
     if resume == "auto":
@@ -115,9 +115,9 @@ def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
         by_step = sorted(folder.glob("step*.ckpt"), key=_step_of, reverse=True)
         candidates = [p for p in [folder / LAST, *by_step] if p.is_file()]
         for path in candidates:
-            problem = _unreadable(path)
+            state, problem = _load_intact(path)
             if problem is None:
-                return path
+                return path, state
             log.warning("resume=auto: skipping %s, which cannot be read (%s)", path, problem)
         if candidates:
             raise CorruptCheckpointError(
@@ -128,30 +128,29 @@ def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
     path = Path(resume)
     if not path.is_file():
         raise FileNotFoundError(f"resume={resume}: no such checkpoint file")
-    problem = _unreadable(path)
+    state, problem = _load_intact(path)
     if problem is not None:
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
         raise CorruptCheckpointError(
             f"resume={resume}: the checkpoint cannot be read ({problem}); "
             + (f"other checkpoints beside it: {', '.join(others)}" if others else "none beside it")
         )
-    return path
+    return path, state
 
 
 class CorruptCheckpointError(ValueError):
     """No readable checkpoint where a resume looked (a truncated or damaged file)."""
 
 
-def _unreadable(path: Path) -> str | None:
-    """Why ``path`` cannot be loaded (truncated, not a checkpoint), or None when it loads. A
-    checkpoint carrying code is not skipped: that refusal stands."""
+def _load_intact(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(state, None)``, or ``(None, why)`` when ``path`` cannot be loaded (truncated, not a
+    checkpoint). A checkpoint carrying code is not skipped: that refusal stands."""
     try:
-        safe_load(path)
+        return safe_load(path), None
     except UnsafeCheckpointError:
         raise
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
-        return str(err).splitlines()[0][:200]
-    return None
+        return None, str(err).splitlines()[0][:200]
 
 
 def _step_of(path: Path) -> int:

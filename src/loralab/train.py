@@ -43,7 +43,6 @@ def run(cfg: DictConfig, run_dir: Path):
         find_resume_checkpoint,
         resume_mismatches,
         run_identity,
-        safe_load,
     )
     from loralab.data.datamodule import TaskDataModule
     from loralab.data.tasks import build_task
@@ -56,7 +55,8 @@ def run(cfg: DictConfig, run_dir: Path):
     from loralab.progress import StepProgressBar
 
     started = time.perf_counter()
-    checkpoint = find_resume_checkpoint(cfg.resume, run_dir)
+    found = find_resume_checkpoint(cfg.resume, run_dir)
+    checkpoint, saved = found if found is not None else (None, None)
     if checkpoint is None and metrics_path(run_dir).is_file() and cfg.resume != "auto":
         raise FileExistsError(
             f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
@@ -76,7 +76,6 @@ def run(cfg: DictConfig, run_dir: Path):
 
     # Nothing in a run directory is written before a resume is known to fit its checkpoint.
     if checkpoint is not None:
-        saved = safe_load(checkpoint)
         shapes = {
             f"model.{n}": tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad
         }
