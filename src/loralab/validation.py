@@ -31,6 +31,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` listing every invalid value in a composed training config."""
     from loralab.adapters import AdapterConfig, resolve_targets
     from loralab.data.encoding import OVERFLOW_MODES, TARGET_LAYOUTS
+    from loralab.data.tasks import SPLITS, task_config_errors
     from loralab.models.loading import DTYPES, SOURCES, linear_module_names
     from loralab.optim import validate_optimizer_config
 
@@ -95,10 +96,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         value = evaluation.get(key, least)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             errors.append(f"evaluation.{key}={value!r} must be an integer >= {least}")
-    if evaluation.get("generate_split", "test") not in ("train", "validation", "test"):
+    if evaluation.get("generate_split", "test") not in SPLITS:
         errors.append(
             f"evaluation.generate_split={evaluation['generate_split']!r} must be one of "
-            "['train', 'validation', 'test']"
+            f"{list(SPLITS)}"
         )
     wandb = (cfg.get("logger") or {}).get("wandb") or {}
     if wandb.get("mode", "auto") not in WANDB_MODES:
@@ -129,8 +130,6 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     seed = cfg["seed"]
     if not isinstance(seed, int) or seed < 0:
         errors.append(f"seed={seed!r} must be an integer >= 0")
-    from loralab.data.tasks import task_config_errors
-
     errors.extend(task_config_errors(_plain(cfg["task"])))
     if not isinstance(data.get("sort_by_length", False), bool):
         errors.append(f"data.sort_by_length={data['sort_by_length']!r} must be true or false")

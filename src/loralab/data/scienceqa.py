@@ -53,14 +53,21 @@ def load_scienceqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict
             log.warning("scienceqa: source %s has no %s split", source, split)
             records[split] = []
             continue
-        rows, origin = data[split].rows, data[split].origin
-        kept = _text_only(rows, split) if task_cfg["text_only"] else list(range(len(rows)))
-        if "image" in rows.column_names:  # never decode images: prompts are text only
-            rows = rows.remove_columns(["image"])
+        rows, kept = _usable(data[split], split, task_cfg["text_only"])
         cap = task_cfg["max_examples"][split]
         indices = sample_indices(kept, cap, seed=f"{task_cfg['seed']}/{split}")
-        records[split] = materialise(SplitData(rows, origin), indices, normalise)
+        records[split] = materialise(rows, indices, normalise)
     return records
+
+
+def _usable(data: SplitData, split: str, text_only: bool) -> tuple[SplitData, list[int]]:
+    """The split without its image column (never decoded: prompts are text only) and the
+    indices of the problems to use (the text-only ones when ``text_only``)."""
+    rows = data.rows
+    kept = _text_only(rows, split) if text_only else list(range(len(rows)))
+    if "image" in rows.column_names:
+        rows = rows.remove_columns(["image"])
+    return SplitData(rows, data.origin), kept
 
 
 def _read_source(source: str) -> dict[str, SplitData]:
@@ -85,11 +92,8 @@ def _load_mapped(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[s
                     f"task.source.{split}: {source} has no {split} split; list a source that "
                     f"has one (a folder or Hub copy with a {split} split, or a single file)"
                 )
-            rows, origin = data[split].rows, data[split].origin
-            kept = _text_only(rows, split) if task_cfg["text_only"] else list(range(len(rows)))
-            if "image" in rows.column_names:
-                rows = rows.remove_columns(["image"])
-            for record in materialise(SplitData(rows, origin), kept, normalise):
+            rows, kept = _usable(data[split], split, task_cfg["text_only"])
+            for record in materialise(rows, kept, normalise):
                 key = _problem_key(record)
                 if key in seen:
                     repeats += 1
