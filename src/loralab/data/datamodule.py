@@ -114,7 +114,7 @@ class TaskDataModule(L.LightningDataModule):
             accumulate=accumulate,
         )
         if trainer is not None:
-            sampler.resume_from(trainer.global_step * trainer.accumulate_grad_batches)
+            sampler.resume_from(trainer.global_step * accumulate)
         return DataLoader(
             items, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate
         )
