@@ -42,6 +42,7 @@ DEFAULTS = {
     "router_clip": 1.0,
     "bias_correction": True,
     "precondition_b_with_updated_a": False,
+    "foreach": True,
     "scheduler": None,
 }
 KEYS = ("name", "base", "riemannian", "gate_rescale", "lr", *DEFAULTS)
@@ -71,7 +72,13 @@ def validate_optimizer_config(config: Mapping) -> dict:
         _bad("base", cfg["base"], f"one of {', '.join(BASES)}")
     if cfg["router_optimizer"] not in (None, *BASES):
         _bad("router_optimizer", cfg["router_optimizer"], f"null or one of {', '.join(BASES)}")
-    for key in ("riemannian", "gate_rescale", "bias_correction", "precondition_b_with_updated_a"):
+    for key in (
+        "riemannian",
+        "gate_rescale",
+        "bias_correction",
+        "precondition_b_with_updated_a",
+        "foreach",
+    ):
         if not isinstance(cfg[key], bool):
             _bad(key, cfg[key], "true or false")
     for key, ok, allowed in (
@@ -143,6 +150,7 @@ def build_optimizer(
         router_lr=cfg["router_lr"],
         router_base=cfg["router_optimizer"],
         router_clip=cfg["router_clip"],
+        foreach=cfg["foreach"],
     )
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     stray = [

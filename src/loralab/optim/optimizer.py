@@ -23,6 +23,11 @@ Both groups share `weight_decay`, `momentum`, `betas`, `eps` and `bias_correctio
 and B's preconditioner is computed from the updated A (the mixer is updated together with B).
 By default both preconditioners come from the pre-step A and B.
 
+`foreach=True` (the default) applies each update as a few multi-tensor `torch._foreach_*` calls
+per device and dtype (one kernel launch per operation for all tensors on a GPU, instead of
+several per parameter: a MoE-LoRA model has hundreds of adapter tensors and a GPU step is
+launch-bound); `foreach=False` is the one-tensor-at-a-time loop it must equal (tests/optim).
+
 Pairing comes from the `AdapterLinear` modules the optimizer is built with (kept in `layers`,
 outside `param_groups`), never from parameter order. Only parameters with `requires_grad` and a
 gradient are updated. `state_dict()` holds the per-parameter moments, momentum buffers and
@@ -59,11 +64,13 @@ class AdapterOptimizer(torch.optim.Optimizer):
         router_lr: float | None = None,
         router_base: str | None = None,
         router_clip: float | None = 1.0,
+        foreach: bool = True,
     ):
         for key, value in (("base", base), ("router_base", router_base or base)):
             if value not in BASES:
                 raise ValueError(f"{key}={value!r} is invalid: must be one of {', '.join(BASES)}")
         self.layers = list(layers)
+        self.foreach = foreach
         experts = [
             p
             for _, layer in self.layers
@@ -153,6 +160,10 @@ class AdapterOptimizer(torch.optim.Optimizer):
             self._adamw(group, pairs)
 
     def _sgd(self, group, pairs) -> None:
+        if self.foreach:
+            for params, grads in _by_device_and_dtype(pairs):
+                self._sgd_foreach(group, params, grads)
+            return
         lr, weight_decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
         for param, grad in pairs:
             if weight_decay:
@@ -166,15 +177,38 @@ class AdapterOptimizer(torch.optim.Optimizer):
                 grad = state["momentum_buffer"]
             param.add_(grad, alpha=-lr)
 
+    def _sgd_foreach(self, group, params, grads) -> None:
+        lr, weight_decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+        if weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        if momentum:
+            old = [i for i, p in enumerate(params) if "momentum_buffer" in self.state[p]]
+            buffers = [self.state[params[i]]["momentum_buffer"] for i in old]
+            if buffers:
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, [grads[i] for i in old])
+            started = set(old)
+            for i, param in enumerate(params):
+                if i not in started:
+                    self.state[param]["momentum_buffer"] = grads[i].clone()
+            grads = [self.state[p]["momentum_buffer"] for p in params]
+        torch._foreach_add_(params, grads, alpha=-lr)
+
     def _adamw(self, group, pairs) -> None:
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        for param, grad in pairs:
+        for param, _ in pairs:
             state = self.state[param]
             if not state:
                 state["step"] = 0
                 state["exp_avg"] = torch.zeros_like(param)
                 state["exp_avg_sq"] = torch.zeros_like(param)
             state["step"] += 1
+        if self.foreach:
+            for params, grads in _by_device_and_dtype(pairs):
+                self._adamw_foreach(group, params, grads)
+            return
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        for param, grad in pairs:
+            state = self.state[param]
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
             if group["weight_decay"]:
                 param.mul_(1 - lr * group["weight_decay"])
@@ -187,6 +221,38 @@ class AdapterOptimizer(torch.optim.Optimizer):
                 step_size = lr
                 denom = exp_avg_sq.sqrt().add_(eps)
             param.addcdiv_(exp_avg, denom, value=-step_size)
+
+    def _adamw_foreach(self, group, params, grads) -> None:
+        """The loop of `_adamw` as multi-tensor calls: the same operations in the same order."""
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        states = [self.state[p] for p in params]
+        exp_avgs = [s["exp_avg"] for s in states]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        if group["weight_decay"]:
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        if group["bias_correction"]:
+            steps = [s["step"] for s in states]
+            torch._foreach_div_(denoms, [math.sqrt(1 - beta2**k) for k in steps])
+            torch._foreach_add_(denoms, eps)
+            sizes = [-lr / (1 - beta1**k) for k in steps]
+            torch._foreach_addcdiv_(params, exp_avgs, denoms, sizes)
+        else:
+            torch._foreach_add_(denoms, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-lr)
+
+
+def _by_device_and_dtype(pairs) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """(params, grads) lists per (device, dtype): a multi-tensor call takes one of each."""
+    groups: dict[tuple, tuple[list, list]] = {}
+    for param, grad in pairs:
+        params, grads = groups.setdefault((param.device, param.dtype), ([], []))
+        params.append(param)
+        grads.append(grad.to(param.dtype))
+    return list(groups.values())
 
 
 def _has_grad(param: torch.Tensor | None) -> bool:
