@@ -13,12 +13,13 @@ The Gram matrices and solves run in float32 (float64 for float64 parameters) and
 cast back to the parameter dtype. The r x r Gram matrices of all layers whose gradients have the
 same shape (apart from the expert count), device and dtype are concatenated into ONE batched
 `torch.linalg.solve_ex` against the identity, i.e. their inverses (what the reference computes
-too); each layer's gradient is then multiplied by its experts' inverses in one batched matmul.
-Only the small r x r matrices are concatenated, never the gradients: solving against the
-concatenated gradients copied every gradient twice (in and out of LAPACK's column-major layout)
-and was about 3x slower on CPU. A non-finite result (checked through one sum per layer and one
-device sync per step; the per-expert check runs only when that sum is not finite) is an error
-naming the layers, experts and step, never a silent fallback to the raw gradient.
+too); the gradients of all layers of one shape are then stacked and multiplied by their
+inverses in ONE batched matmul (a handful of kernels per step instead of a few per layer, which
+is what a launch-bound GPU step pays for). Solving against the stacked gradients directly
+copied every gradient twice more (in and out of LAPACK's column-major layout) and was about 3x
+slower on CPU. A non-finite result (checked through one sum per stack and one device sync per
+call; the per-expert check runs only when a sum is not finite) is an error naming the layers,
+experts and step, never a silent fallback to the raw gradient.
 """
 
 from collections import defaultdict
@@ -41,32 +42,35 @@ def precondition(
     """
     if factor not in ("A", "B"):
         raise ValueError(f"factor must be 'A' or 'B', got {factor!r}")
-    batches = defaultdict(list)
-    for index, (_, layer) in enumerate(layers):
-        param = _param(layer, factor)
-        batches[(param.shape[1:], param.device, _work_dtype(param))].append(index)
+    modules = [layer for _, layer in layers]
+    grams = _grams(modules, factor)
+    batches = defaultdict(list)  # one solve per batch: same rank, device and work dtype
+    for index, gram in enumerate(grams):
+        batches[(gram.shape[-1], gram.device, gram.dtype)].append(index)
 
     results: list[torch.Tensor | None] = [None] * len(layers)
     solved_ok: list[torch.Tensor | None] = [None] * len(layers)  # per expert: info == 0
     checks = []
-    for (_, device, dtype), indices in batches.items():
-        gram = _gram_of_b if factor == "A" else _gram_of_a
-        grams = torch.cat([gram(layers[index][1]) for index in indices])
-        eye = torch.eye(grams.shape[-1], device=device, dtype=dtype)
-        inverses, info = torch.linalg.solve_ex(grams + delta * eye, eye.expand_as(grams))
-        sizes = [_param(layers[index][1], factor).shape[0] for index in indices]
-        sums = []
-        for index, inverse, ok in zip(
-            indices, inverses.split(sizes), (info == 0).split(sizes), strict=True
-        ):
-            param = _param(layers[index][1], factor)
-            grad = param.grad.to(dtype)
+    for (rank, device, dtype), indices in batches.items():
+        stacked = torch.cat([grams[index] for index in indices])
+        eye = torch.eye(rank, device=device, dtype=dtype)
+        inverses, info = torch.linalg.solve_ex(stacked + delta * eye, eye.expand_as(stacked))
+        checks.append((info == 0).all())
+        sizes = [grams[index].shape[0] for index in indices]
+        inverses, oks = inverses.split(sizes), (info == 0).split(sizes)
+        by_shape = defaultdict(list)  # layers whose gradients stack: one matmul for them all
+        for position, index in enumerate(indices):
+            by_shape[_param(modules[index], factor).shape].append(position)
+        for positions in by_shape.values():
+            params = [_param(modules[indices[p]], factor) for p in positions]
+            grad = _stack([param.grad.to(dtype) for param in params])
+            inverse = _stack([inverses[p] for p in positions])
             # G_B M^-1 as (M^-T G_B^T)^T: the bmm layout that is fast for r x r (~5x on CPU)
             result = inverse @ grad if factor == "A" else (inverse.mT @ grad.mT).mT.contiguous()
-            sums.append(result.sum())
-            results[index] = result.to(param.dtype)
-            solved_ok[index] = ok
-        checks.append(torch.isfinite(torch.stack(sums)).all() & (info == 0).all())
+            checks.append(torch.isfinite(result.sum()))
+            for p, param, one in zip(positions, params, result.unbind(), strict=True):
+                results[indices[p]] = one.to(param.dtype)
+                solved_ok[indices[p]] = oks[p]
 
     if not bool(torch.stack(checks).all()):  # one device sync per call
         bad = []
@@ -85,24 +89,34 @@ def precondition(
     return results
 
 
-def _gram_of_b(layer: AdapterLinear) -> torch.Tensor:
-    """(E, r, r) Gram matrices of the factor left of A: B^T B, or (B M)^T (B M) with a mixer."""
-    bt = layer.lora_B.detach().to(_work_dtype(layer.lora_B)).mT.contiguous()  # (E, r, d_out)
-    gram = bt @ bt.mT
-    if layer.mixer is not None:
-        mixer = layer.mixer.detach().to(gram.dtype)
-        gram = mixer.mT @ gram @ mixer
-    return gram
+def _grams(modules: Sequence[AdapterLinear], factor: str) -> list[torch.Tensor]:
+    """Per layer, the (E, r, r) Gram matrices of the factor beside `factor`: for A, B^T B (with
+    a mixer (B M)^T (B M)); for B, A A^T (with a mixer (M A)(M A)^T). Layers whose other factor
+    (and mixer) have the same shape are stacked and multiplied together."""
+    groups = defaultdict(list)
+    for index, layer in enumerate(modules):
+        other = layer.lora_B if factor == "A" else layer.lora_A
+        mixer = None if layer.mixer is None else layer.mixer.shape
+        groups[(other.shape, other.device, _work_dtype(other), mixer)].append(index)
+    grams: list[torch.Tensor | None] = [None] * len(modules)
+    for (_, _, dtype, has_mixer), indices in groups.items():
+        if factor == "A":  # B^T B from B^T laid out contiguously: the fast GEMM layout on CPU
+            bt = _stack([modules[i].lora_B.detach().to(dtype) for i in indices]).mT.contiguous()
+            gram = bt @ bt.mT
+        else:
+            a = _stack([modules[i].lora_A.detach().to(dtype) for i in indices])
+            gram = a @ a.mT
+        if has_mixer is not None:
+            mixer = _stack([modules[i].mixer.detach().to(dtype) for i in indices])
+            gram = mixer.mT @ gram @ mixer if factor == "A" else mixer @ gram @ mixer.mT
+        for index, one in zip(indices, gram.unbind(), strict=True):
+            grams[index] = one
+    return grams
 
 
-def _gram_of_a(layer: AdapterLinear) -> torch.Tensor:
-    """(E, r, r) Gram matrices of the factor right of B: A A^T, or (M A)(M A)^T with a mixer."""
-    a = layer.lora_A.detach().to(_work_dtype(layer.lora_A))
-    gram = a @ a.mT
-    if layer.mixer is not None:
-        mixer = layer.mixer.detach().to(gram.dtype)
-        gram = mixer @ gram @ mixer.mT
-    return gram
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.stack, without the copy for a single tensor."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
 def _param(layer: AdapterLinear, factor: str) -> torch.nn.Parameter:
