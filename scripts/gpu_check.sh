@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, in one go: every adapter x optimizer trained in bf16 through the real
 # Lightning Trainer plus the CUDA-vs-CPU math tests (pytest -m cuda), then the training-step
-# benchmark in bf16 on the GPU (also when a test failed; the exit status reports both).
+# benchmark in bf16 on the GPU (also when a test failed; the exit status reports both), then
+# the per-step kernel counts (benchmarks.profile_step: multi-tensor vs per-tensor optimizer).
 #   scripts/gpu_check.sh [OUT_DIR] [BENCH_BUDGET_S]     (defaults: benchmarks/results, 200)
 # The llama_1b benchmark model needs about 90 GB (the looped reference): it is left out on a
 # GPU with less memory.
@@ -25,5 +26,9 @@ models=mid_llama
 python3 -m benchmarks.train_step --device cuda --models "$models" \
     --budget-s "$budget" --out "$out" 2>&1 | tee "$out/gpu_bench.log"
 bench=${PIPESTATUS[0]}
+for model in ${models//,/ }; do
+    python3 -m benchmarks.profile_step --device cuda --model "$model" --setups default,loop \
+        --out "$out" 2>&1 | tee "$out/gpu_profile_$model.log" | grep "kernels ("
+done
 echo "gpu_check: tests exit $tests, benchmark exit $bench"
 [ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]

@@ -17,7 +17,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives at the root
 
-from benchmarks import measure, report, train_step  # noqa: E402
+from benchmarks import measure, profile_step, report, train_step  # noqa: E402
 from benchmarks.looped import LoopedMoELoRA  # noqa: E402
 from benchmarks.models import tiny_llama  # noqa: E402
 from benchmarks.variants import STEP_VARIANTS, build, make_step  # noqa: E402
@@ -162,3 +162,29 @@ def test_looped_baseline_computes_our_layer_function():
     for i in range(5):
         torch.testing.assert_close(looped.lora_A[i].weight.grad, ours.lora_A.grad[i])
         torch.testing.assert_close(looped.lora_B[i].weight.grad, ours.lora_B.grad[i])
+
+
+def test_profile_counts_fewer_optimizer_kernels_with_multi_tensor_updates(tmp_path, capsys):
+    """The profiler's per-step operator counts: the multi-tensor optimizer must launch fewer
+    operations in optimizer.step() than the per-tensor loop, for the same training step."""
+    result = profile_step.main(
+        [
+            "--device=cpu",
+            "--model=tiny",
+            "--variants=lora_r4,moe_lora_radamw",
+            "--setups=default,loop",
+            "--steps=1",
+            "--warmup=0",
+            f"--out={tmp_path}",
+        ]
+    )
+    rows = {(row["variant"], row["setup"]): row for row in result["rows"]}
+    assert set(rows) == {
+        (v, s) for v in ("lora_r4", "moe_lora_radamw") for s in ("default", "loop")
+    }
+    for variant in ("lora_r4", "moe_lora_radamw"):
+        fused, looped = rows[(variant, "default")], rows[(variant, "loop")]
+        assert 0 < fused["optimizer_kernels"] < looped["optimizer_kernels"]
+        assert fused["kernels"] > fused["optimizer_kernels"] and fused["top"]
+    assert (tmp_path / "profile_step-cpu-tiny.json").exists()
+    assert "optimizer.step" in capsys.readouterr().out
