@@ -150,6 +150,41 @@ def test_bf16_base_keeps_float32_adapter_and_computes_in_input_dtype():
     torch.testing.assert_close(y.float(), reference(layer, x, False), rtol=0.05, atol=0.05)
 
 
+def test_bf16_router_gradients_equal_the_float32_cast_and_save_no_float32_copy_of_x():
+    """A bf16 input is routed in float32 without autograd keeping a float32 copy of x alive
+    until the backward (2 GB at Llama-1B shapes); values and gradients are those of
+    `F.linear(x.float(), W)` with autograd through the cast."""
+    layer = make_layer(experts=4, top_k=2, dtype=torch.bfloat16)
+    x = torch.randn(2, 7, D_IN).bfloat16()
+    weights = torch.randn(2, 7, 4)
+
+    def gate_and_grads(gate_of):
+        x_leaf = x.clone().requires_grad_(True)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            gate = gate_of(x_leaf)
+        grads = torch.autograd.grad((gate * weights).sum(), [x_leaf, layer.router.weight])
+        return gate, grads, saved
+
+    def plain(x_leaf):  # what autograd does through the cast (the former code path)
+        logits = nn.functional.linear(x_leaf.float(), layer.router.weight)
+        top = logits.topk(layer.top_k, dim=-1)
+        return torch.zeros_like(logits).scatter(-1, top.indices, top.values.softmax(-1))
+
+    gate, grads, saved = gate_and_grads(layer._gate)
+    want_gate, want_grads, want_saved = gate_and_grads(plain)
+    torch.testing.assert_close(gate, want_gate, rtol=0, atol=0)
+    for got, want in zip(grads, want_grads, strict=True):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    def float32_copies(tensors):
+        return [t for t in tensors if t.dtype == torch.float32 and t.numel() == x.numel()]
+
+    assert float32_copies(want_saved), "the reference path should show the float32 copy"
+    assert not float32_copies(saved)
+
+
 def test_dropout_uses_one_mask_for_all_experts():
     layer = make_layer(experts=3, top_k=3)
     layer.drop = nn.Dropout(0.5)
