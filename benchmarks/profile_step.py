@@ -4,7 +4,8 @@
     python -m benchmarks.profile_step --device cpu --model tiny --variants lora_r4,moe_lora
 
 For each variant of `variants.STEP_VARIANTS` named in --variants and each setup in --setups
-(`default`; `loop`: the optimizer's one-tensor-at-a-time updates, `optimizer.foreach=false`;
+(`default`; `foreach` / `loop`: the optimizer's multi-tensor / one-tensor-at-a-time updates,
+`optimizer.foreach=true` / `false`, whose default is multi-tensor on GPUs and the loop on CPU;
 `compiled`: the whole model under torch.compile, as `train_step --compile` does), the
 step is warmed up, timed (median of --steps steps; wall clock after a device synchronise) and
 then profiled for one step with torch.profiler: the number of device kernels (on CPU: of
@@ -29,7 +30,7 @@ from benchmarks.models import model_specs
 from benchmarks.variants import LR, ROUTER_LR, STEP_VARIANTS, Built, build, make_step
 from loralab.optim import build_optimizer
 
-SETUPS = ("default", "loop", "compiled")
+SETUPS = ("default", "foreach", "loop", "compiled")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -77,7 +78,7 @@ def main(argv=None) -> dict:
     rows = []
     for setup in args.setups:
         for variant in args.variants:
-            if setup == "loop" and variant.kind != "ours":
+            if setup in ("foreach", "loop") and variant.kind != "ours":
                 continue  # not our optimizer: nothing to switch
             rows.append(profile_variant(variant, setup, base, ids, device, args))
             print(_row_line(rows[-1]), flush=True)
@@ -101,8 +102,9 @@ def profile_variant(variant, setup, base, ids, device, args) -> dict:
         built = build(variant, base, 0, build(owner, base, 0))
     else:
         built = build(variant, base, 0)
-    if setup == "loop":
-        config = {"name": variant.optimizer, "lr": LR, "router_lr": ROUTER_LR, "foreach": False}
+    if setup in ("foreach", "loop"):
+        foreach = setup == "foreach"
+        config = {"name": variant.optimizer, "lr": LR, "router_lr": ROUTER_LR, "foreach": foreach}
         optimizer, _ = build_optimizer(built.model, config)
         built = Built(variant, built.model, optimizer, built.trainable, built.gate_rescale)
     if setup == "compiled":

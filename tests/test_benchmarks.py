@@ -172,7 +172,7 @@ def test_profile_counts_fewer_optimizer_kernels_with_multi_tensor_updates(tmp_pa
             "--device=cpu",
             "--model=tiny",
             "--variants=lora_r4,moe_lora_radamw",
-            "--setups=default,loop",
+            "--setups=foreach,loop",
             "--steps=1",
             "--warmup=0",
             f"--out={tmp_path}",
@@ -180,10 +180,10 @@ def test_profile_counts_fewer_optimizer_kernels_with_multi_tensor_updates(tmp_pa
     )
     rows = {(row["variant"], row["setup"]): row for row in result["rows"]}
     assert set(rows) == {
-        (v, s) for v in ("lora_r4", "moe_lora_radamw") for s in ("default", "loop")
+        (v, s) for v in ("lora_r4", "moe_lora_radamw") for s in ("foreach", "loop")
     }
     for variant in ("lora_r4", "moe_lora_radamw"):
-        fused, looped = rows[(variant, "default")], rows[(variant, "loop")]
+        fused, looped = rows[(variant, "foreach")], rows[(variant, "loop")]
         assert 0 < fused["optimizer_kernels"] < looped["optimizer_kernels"]
         assert fused["kernels"] > fused["optimizer_kernels"] and fused["top"]
     assert (tmp_path / "profile_step-cpu-tiny.json").exists()

@@ -79,6 +79,13 @@ def test_foreach_updates_float64_parameters_in_float64():
             torch.testing.assert_close(param, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_default_is_multi_tensor_on_gpus_and_the_loop_on_cpu():
+    optimizer, _ = build_optimizer(adapted_llama("lora"), {"name": "sgd", "lr": 0.1})
+    assert optimizer.foreach is None
+    assert not optimizer._use_foreach(torch.device("cpu"))
+    assert optimizer._use_foreach(torch.device("cuda"))
+
+
 def test_foreach_is_an_optimizer_config_switch():
     with pytest.raises(ValueError, match="optimizer.foreach='yes'"):
         build_optimizer(adapted_llama("lora"), {"name": "sgd", "lr": 0.1, "foreach": "yes"})

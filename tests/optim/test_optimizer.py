@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from loralab.adapters import adapter_modules
-from loralab.optim import build_optimizer
+from loralab.optim import build_optimizer, preconditioner
 
 from .helpers import (
     adapted_llama,
@@ -24,8 +24,13 @@ def _config(name, **overrides):
     return {"name": name, "lr": 0.01, "router_lr": 0.0, "delta": DELTA} | overrides
 
 
+@pytest.mark.parametrize("stacked", [False, True], ids=["per_layer", "stacked"])
 @pytest.mark.parametrize("kind", ["lora", "moslora", "moe_lora", "moe_moslora"])
-def test_rsgd_step_is_the_explicit_formula_per_expert(kind):
+def test_rsgd_step_is_the_explicit_formula_per_expert(kind, stacked, monkeypatch):
+    """Both ways of grouping layers: one matmul per layer (CPU) and layers of one shape
+    stacked into one matmul (what a GPU runs; forced here on the CPU)."""
+    if stacked:
+        monkeypatch.setattr(preconditioner, "_alone", lambda device, index: None)
     model = adapted_llama(kind)
     backward(model)
     before = snapshot(model)

@@ -42,7 +42,7 @@ DEFAULTS = {
     "router_clip": 1.0,
     "bias_correction": True,
     "precondition_b_with_updated_a": False,
-    "foreach": True,
+    "foreach": None,
     "scheduler": None,
 }
 KEYS = ("name", "base", "riemannian", "gate_rescale", "lr", *DEFAULTS)
@@ -72,15 +72,11 @@ def validate_optimizer_config(config: Mapping) -> dict:
         _bad("base", cfg["base"], f"one of {', '.join(BASES)}")
     if cfg["router_optimizer"] not in (None, *BASES):
         _bad("router_optimizer", cfg["router_optimizer"], f"null or one of {', '.join(BASES)}")
-    for key in (
-        "riemannian",
-        "gate_rescale",
-        "bias_correction",
-        "precondition_b_with_updated_a",
-        "foreach",
-    ):
+    for key in ("riemannian", "gate_rescale", "bias_correction", "precondition_b_with_updated_a"):
         if not isinstance(cfg[key], bool):
             _bad(key, cfg[key], "true or false")
+    if cfg["foreach"] is not None and not isinstance(cfg["foreach"], bool):
+        _bad("foreach", cfg["foreach"], "null (GPU: true, CPU: false), true or false")
     for key, ok, allowed in (
         ("lr", lambda v: v > 0, "a number > 0"),
         ("delta", lambda v: v > 0, "a number > 0"),

@@ -13,9 +13,10 @@ The Gram matrices and solves run in float32 (float64 for float64 parameters) and
 cast back to the parameter dtype. The r x r Gram matrices of all layers whose gradients have the
 same shape (apart from the expert count), device and dtype are concatenated into ONE batched
 `torch.linalg.solve_ex` against the identity, i.e. their inverses (what the reference computes
-too); the gradients of all layers of one shape are then stacked and multiplied by their
-inverses in ONE batched matmul (a handful of kernels per step instead of a few per layer, which
-is what a launch-bound GPU step pays for). Solving against the stacked gradients directly
+too). On a GPU the Gram matrices and gradients of all layers of one shape are also stacked and
+multiplied in ONE batched matmul each (a handful of kernels per step instead of a few per
+layer, which is what a launch-bound GPU step pays for); on CPU each layer keeps its own matmuls,
+since the stacking copies cost more there than the calls they save. Solving against the stacked gradients directly
 copied every gradient twice more (in and out of LAPACK's column-major layout) and was about 3x
 slower on CPU. A non-finite result (checked through one sum per stack and one device sync per
 call; the per-expert check runs only when a sum is not finite) is an error naming the layers,
@@ -60,7 +61,7 @@ def precondition(
         inverses, oks = inverses.split(sizes), (info == 0).split(sizes)
         by_shape = defaultdict(list)  # layers whose gradients stack: one matmul for them all
         for position, index in enumerate(indices):
-            by_shape[_param(modules[index], factor).shape].append(position)
+            by_shape[(_param(modules[index], factor).shape, _alone(device, index))].append(position)
         for positions in by_shape.values():
             params = [_param(modules[indices[p]], factor) for p in positions]
             grad = _stack([param.grad.to(dtype) for param in params])
@@ -97,9 +98,10 @@ def _grams(modules: Sequence[AdapterLinear], factor: str) -> list[torch.Tensor]:
     for index, layer in enumerate(modules):
         other = layer.lora_B if factor == "A" else layer.lora_A
         mixer = None if layer.mixer is None else layer.mixer.shape
-        groups[(other.shape, other.device, _work_dtype(other), mixer)].append(index)
+        key = (other.shape, other.device, _work_dtype(other), mixer, _alone(other.device, index))
+        groups[key].append(index)
     grams: list[torch.Tensor | None] = [None] * len(modules)
-    for (_, _, dtype, has_mixer), indices in groups.items():
+    for (_, _, dtype, has_mixer, _), indices in groups.items():
         if factor == "A":  # B^T B from B^T laid out contiguously: the fast GEMM layout on CPU
             bt = _stack([modules[i].lora_B.detach().to(dtype) for i in indices]).mT.contiguous()
             gram = bt @ bt.mT
@@ -112,6 +114,13 @@ def _grams(modules: Sequence[AdapterLinear], factor: str) -> list[torch.Tensor]:
         for index, one in zip(indices, gram.unbind(), strict=True):
             grams[index] = one
     return grams
+
+
+def _alone(device: torch.device, index: int) -> int | None:
+    """A grouping key part that keeps each layer in its own group on CPU: there the stacking
+    copies cost more than the calls they save (2x slower preconditioning measured on the mid
+    benchmark model, one thread), while on a GPU the saved launches are what counts."""
+    return index if device.type == "cpu" else None
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
