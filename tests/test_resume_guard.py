@@ -62,6 +62,19 @@ def test_mismatched_resume_is_refused_and_touches_nothing(finished, change, name
     assert snapshot(run_dir) == before  # metrics.csv, W&B runs, checkpoints: all untouched
 
 
+@pytest.mark.parametrize("extra", [[], ["adapter.rank=0"]], ids=["no_resume", "bad_value"])
+def test_a_refused_command_leaves_the_finished_run_byte_identical(finished, extra):
+    """Re-running into a finished run without resume=auto, or with a bad value: exit 2, and
+    the run's own record (.hydra/config.yaml, overrides, train.log) is not rewritten."""
+    cwd, run_dir = finished
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    before = snapshot(run_dir)
+    done = train([*TINY, "adapter.rank=8", *extra, f"hydra.run.dir={run_dir}"], cwd)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert snapshot(run_dir) == before
+
+
 def test_extending_a_run_is_allowed(finished):
     cwd, run_dir = finished
     done = train([*TINY, "trainer.max_steps=6", "resume=auto", f"hydra.run.dir={run_dir}"], cwd)

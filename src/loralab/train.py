@@ -62,6 +62,7 @@ def run(cfg: DictConfig, run_dir: Path):
             f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
             "or choose another hydra.run.dir: nothing was overwritten"
         )
+    ensure_writable((run_dir if checkpoint is None else checkpoint.parent.parent) / CHECKPOINT_DIR)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -143,6 +144,7 @@ def run(cfg: DictConfig, run_dir: Path):
         use_distributed_sampler=False,  # ResumableSampler shards and resumes by itself
     )
 
+    write_config_record(cfg, run_dir)  # only now: config, checkpoint and data are all checked
     if checkpoint is None and cfg.evaluation.before_training:
         trainer.test(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
@@ -173,6 +175,39 @@ def run(cfg: DictConfig, run_dir: Path):
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _close_wandb()
     return summary, model
+
+
+def write_config_record(cfg: DictConfig, run_dir: Path) -> None:
+    """`.hydra/config.yaml` (the composed config) and `.hydra/overrides.yaml` (the command
+    line), written by the run itself once everything is checked; Hydra's own writer is off
+    (`hydra.output_subdir: null`) because it rewrote them before any check, so a refused command
+    replaced a finished run's record. A resume rewrites them with its (compatible) config."""
+    from hydra.core.hydra_config import HydraConfig
+
+    folder = run_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    OmegaConf.save(OmegaConf.create(overrides), folder / "overrides.yaml")
+
+
+class UnwritableRunError(OSError):
+    """The run's output folder cannot be written (found before the model loads)."""
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` and write a probe file into it now, so that a read-only disk or a file in
+    the folder's place stops the run before training, not after it with the adapter lost."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UnwritableRunError(
+            f"cannot write the run's checkpoints to {folder}: {err.strerror or err}; choose "
+            "another hydra.run.dir or free that path (nothing was trained)"
+        ) from None
 
 
 def lightning_trainer_args(trainer_cfg: dict, precision: str) -> dict:
@@ -250,6 +285,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         DataError,
         FileNotFoundError,
         FileExistsError,
+        UnwritableRunError,
     ) as err:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)

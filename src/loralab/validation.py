@@ -19,6 +19,9 @@ PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true
 PRECISIONS += ("32", "16", "64", "bf16", "transformer-engine", "transformer-engine-float16")
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
 class ConfigError(ValueError):
     """One or more invalid config values (the message lists them all)."""
 
@@ -91,6 +94,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             f"trainer.precision={precision!r} must be one of {list(PRECISIONS)} (auto: bf16-mixed "
             "on a GPU, and on a CPU where a probe finds it faster than float32)"
         )
+    errors.extend(_trainer_errors(_plain(cfg["trainer"])))
+    caps = cfg["task"].get("max_examples") or {}
+    if caps.get("train") == 0:
+        errors.append("task.max_examples.train=0 leaves nothing to train on: null = all, or >= 1")
     evaluation = cfg["evaluation"]
     for key, least in (("generate_every", 0), ("max_new_tokens", 1), ("router_stats_every", 0)):
         value = evaluation.get(key, least)
@@ -135,3 +142,43 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         errors.append(f"data.sort_by_length={data['sort_by_length']!r} must be true or false")
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _trainer_errors(trainer: Mapping[str, Any]) -> list[str]:
+    """The Lightning Trainer keys that otherwise fail late (after outputs are written or the
+    model has loaded) or deep inside Lightning with no key named."""
+    errors = []
+
+    def whole(value, least: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    interval = trainer.get("val_check_interval", 1.0)
+    if not (
+        whole(interval, 1)
+        or (isinstance(interval, float) and 0 < interval <= 1)
+        or interval is None
+    ):
+        errors.append(
+            f"trainer.val_check_interval={interval!r} must be an integer >= 1 (optimizer steps) "
+            "or a fraction of an epoch in (0, 1]"
+        )
+    for key, least in (("accumulate_grad_batches", 1), ("num_nodes", 1), ("log_every_n_steps", 1)):
+        value = trainer.get(key, least)
+        if not whole(value, least):
+            errors.append(f"trainer.{key}={value!r} must be an integer >= {least}")
+    devices = trainer.get("devices", "auto")
+    ok = (
+        devices == "auto"
+        or devices == -1
+        or whole(devices, 1)
+        or (isinstance(devices, list) and devices and all(whole(d, 0) for d in devices))
+    )
+    if not ok:
+        errors.append(
+            f"trainer.devices={devices!r} must be an integer >= 1, -1 or auto (all), or a list "
+            "of device indices"
+        )
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        errors.append(f"trainer.accelerator={accelerator!r} must be one of {list(ACCELERATORS)}")
+    return errors
