@@ -93,6 +93,12 @@ def test_help_lists_groups(tmp_path):
         ("adapter.target_modules=[nonexistent_proj]", "nonexistent_proj"),
         ("adapter.top_k=30", "adapter.top_k=30"),
         ("data.batch_size=0", "data.batch_size=0"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0"),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0"),
+        ("trainer.precision=fp8", "trainer.precision='fp8'"),
+        ("trainer.devices=0", "trainer.devices=0"),
+        ("trainer.accelerator=tpu", "trainer.accelerator='tpu'"),
+        ("task.max_examples.train=0", "task.max_examples.train=0"),
     ],
 )
 def test_bad_values_fail_before_any_model_loads(tmp_path, override, fragment):
@@ -136,6 +142,58 @@ def test_figure_curves_smooth_each_run_then_take_mean_and_spread():
     stats = curve([a, b], "train/loss", smooth=2)
     assert stats["mean"].tolist() == [3.0, 2.5, 3.0, 2.5]  # a smoothed: 4, 3, 4, 3
     assert stats["min"].tolist() == [2.0] * 4 and stats["max"].tolist() == [4.0, 3.0, 4.0, 3.0]
+
+
+def test_accuracy_table_reports_gain_generate_accuracy_and_decision_loss():
+    """Per group, mean ± std over seeds of each column, from two hand-made seeds."""
+    from loralab.figures import accuracy_table
+
+    def seed(before, after, generated, decision):
+        frame = pd.DataFrame(
+            {
+                "step": [0, 10, 20],
+                "train/loss": [1.0, 0.5, 0.5],
+                "test/gen_acc": [0.1, None, generated],
+                "val/decision_loss": [None, 2.0, decision],
+            }
+        )
+        return "run-s0", frame, {"test_acc_before": before, "test_acc_after": after}
+
+    table = accuracy_table({"run": [seed(0.40, 0.50, 0.30, 1.0), seed(0.40, 0.60, 0.50, 2.0)]})
+    header, _, row = table.splitlines()
+    assert "gain" in header and "generate acc after" in header and "val decision loss" in header
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells == [
+        "run",
+        "2",
+        "40.0 ± 0.0",
+        "55.0 ± 5.0",
+        "15.0 ± 5.0",
+        "40.0 ± 10.0",
+        "1.500 ± 0.500",
+        "0.667 ± 0.000",
+        "20",
+    ]
+
+
+def test_runs_with_one_name_and_seed_are_not_counted_as_seeds(capsys):
+    """Two trials of a learning-rate search share the name ...-s0: two groups of one seed."""
+    from loralab.figures import group_by_seed
+
+    frame = pd.DataFrame({"step": [0], "train/loss": [1.0]})
+    runs = [
+        ("obqa-lora-sgd-s0", frame, {"run_dir": "/runs/lr=0.1"}),
+        ("obqa-lora-sgd-s0", frame, {"run_dir": "/runs/lr=0.01"}),
+        ("obqa-lora-adamw-s0", frame, {}),
+        ("obqa-lora-adamw-s1", frame, {}),
+    ]
+    groups = group_by_seed(runs)
+    assert {k: len(v) for k, v in groups.items()} == {
+        "obqa-lora-sgd [lr=0.1]": 1,
+        "obqa-lora-sgd [lr=0.01]": 1,
+        "obqa-lora-adamw": 2,
+    }
+    assert "obqa-lora-sgd-s0" in capsys.readouterr().err
 
 
 def test_figures_cli_rejects_a_folder_without_metrics(tmp_path):
@@ -225,3 +283,15 @@ def test_router_statistics_only_at_their_steps(tiny_run):
     run_dir, *_ = tiny_run
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics.dropna(subset=["router/entropy"])["step"].tolist() == [0, 10]
+
+
+def test_unwritable_checkpoint_folder_stops_the_run_before_the_model_loads(tmp_path):
+    """A file where checkpoints/ must go (as a read-only disk would): exit 2 naming the path,
+    before any model loads (the cache stays empty), not after training with the adapter lost."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").write_text("not a folder")
+    done = train_cli(["model=tiny_llama", "task=demo", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot write the run's checkpoints to {run_dir / 'checkpoints'}" in done.stderr
+    assert not (run_dir / "metrics.csv").exists()

@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -56,9 +57,24 @@ def load_run(run_dir: Path) -> tuple[str, pd.DataFrame, dict]:
 
 
 def group_by_seed(runs) -> dict[str, list]:
+    """Runs that differ only in the seed, by run name without its `-s<seed>`. Runs sharing one
+    full name (same seed: e.g. trials of a learning-rate search) are different configurations,
+    not seeds of one: each becomes its own group, labelled with its run directory."""
+    counts = Counter(name for name, _, _ in runs)
     groups: dict[str, list] = {}
-    for run in runs:
-        groups.setdefault(SEED_SUFFIX.sub("", run[0]), []).append(run)
+    for index, run in enumerate(runs):
+        name, _, summary = run
+        key = SEED_SUFFIX.sub("", name)
+        if counts[name] > 1:
+            key = f"{key} [{Path(summary.get('run_dir', f'run {index}')).name}]"
+        groups.setdefault(key, []).append(run)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        print(
+            f"loralab-figures: {', '.join(repeated)}: several runs with one name and seed are "
+            "drawn apart (labelled by run directory), not as seeds of one group",
+            file=sys.stderr,
+        )
     return groups
 
 
@@ -156,20 +172,37 @@ def final_train_loss(frame: pd.DataFrame, last: int = TAIL_STEPS) -> float | Non
     return float(losses.tail(last).mean()) if len(losses) else None
 
 
+def last_value(frame: pd.DataFrame, column: str) -> float | None:
+    values = frame[column].dropna() if column in frame else pd.Series(dtype=float)
+    return float(values.iloc[-1]) if len(values) else None
+
+
 def accuracy_table(groups: dict[str, list]) -> str:
-    """Test accuracy (%) before and after training and the final training loss: mean ± std
-    over seeds (population std)."""
+    """Per group, mean ± std over seeds (population std): score-mode test accuracy (%) before
+    and after training and its gain, generate-mode test accuracy (%) at the end (the paper's
+    measure; n/a unless evaluation.generate_every was set), the last validation decision-token
+    loss and the final training loss."""
     lines = [
-        "| run | seeds | test acc before | test acc after | "
-        f"train loss (last {TAIL_STEPS} steps) | steps |",
-        "|---|---|---|---|---|---|",
+        "| run | seeds | test acc before | test acc after | gain | generate acc after | "
+        f"val decision loss | train loss (last {TAIL_STEPS} steps) | steps |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in groups.items():
         pairs = [final_accuracy(frame, summary) for _, frame, summary in runs]
         before, after = (_mean_std(list(values), 100, 1) for values in zip(*pairs, strict=True))
-        loss = _mean_std([final_train_loss(frame) for _, frame, _ in runs], 1, 3)
+        gains = [None if None in pair else pair[1] - pair[0] for pair in pairs]
+        generated = [last_value(frame, "test/gen_acc") for _, frame, _ in runs]
+        decision = [last_value(frame, "val/decision_loss") for _, frame, _ in runs]
+        cells = [
+            before,
+            after,
+            _mean_std(gains, 100, 1),
+            _mean_std(generated, 100, 1),
+            _mean_std(decision, 1, 3),
+            _mean_std([final_train_loss(frame) for _, frame, _ in runs], 1, 3),
+        ]
         steps = max(int(frame["step"].max()) for _, frame, _ in runs)
-        lines.append(f"| {name} | {len(runs)} | {before} | {after} | {loss} | {steps} |")
+        lines.append(f"| {name} | {len(runs)} | {' | '.join(cells)} | {steps} |")
     return "\n".join(lines) + "\n"
 
 
