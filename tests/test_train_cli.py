@@ -254,6 +254,12 @@ def test_eval_help_is_loralab_evals_own(tmp_path):
     assert done.returncode == 0
     assert "loralab-eval: accuracy of a saved adapter" in done.stdout
     assert "adapter_dir: null" in done.stdout and "mode=generate" in done.stdout
+    # the groups it lists are exactly the ones it takes: model and task, with every option
+    conf = Path(__file__).parents[1] / "conf"
+    for group in ("model", "task"):
+        options = ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
+        assert f"{group}: {options}" in done.stdout
+    assert "optimizer:" not in done.stdout and "trainer:" not in done.stdout
 
 
 def test_offline_wandb_run_is_named_and_grouped_by_experiment_and_variant(tiny_run):

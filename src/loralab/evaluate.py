@@ -25,6 +25,7 @@ from loralab.train import CONF_DIR
 from loralab.validation import ConfigError
 
 log = logging.getLogger("loralab")
+_task_started = False
 
 
 def validate_eval_config(cfg: Mapping[str, Any]) -> None:
@@ -111,16 +112,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    global _task_started
+    _task_started = True
     try:
         validate_eval_config(cfg)
     except ConfigError as err:
         print(f"loralab-eval: {err}", file=sys.stderr)
         sys.exit(2)
+    from loralab.adapters.io import AdapterFileError
     from loralab.data.loaders import DataError
 
     try:
         outcome = run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except DataError as err:  # names the file, record and field, or the missing path
+    except (DataError, AdapterFileError) as err:  # each names the file (record, field, tensor)
         print(f"loralab-eval: {err}", file=sys.stderr)
         sys.exit(2)
     print(outcome["table"])
@@ -128,9 +132,15 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
+    input (also Hydra's own: unknown option or key)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _hydra_main()
+    try:
+        _hydra_main()
+    except SystemExit as done:
+        if done.code == 1 and not _task_started:  # Hydra rejected the command line
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

@@ -67,6 +67,42 @@ def test_load_names_missing_and_unexpected_keys(tiny_llama, tmp_path):
         load_adapter(tiny_llama, tmp_path)
 
 
+def test_a_config_that_does_not_fit_the_weights_is_refused_before_allocating(tiny_llama, tmp_path):
+    """rank 10**12 in adapter_config.json: the header's shapes disagree; nothing is injected."""
+    save_adapter(adapted(copy.deepcopy(tiny_llama), MOE), tmp_path, MOE)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config | {"rank": 10**12}))
+    with pytest.raises(
+        ValueError, match=r"lora_A has shape \[3, 2, 64\], but .* give \[3, 1000000000000, 64\]"
+    ):
+        load_adapter(tiny_llama, tmp_path)
+    assert not adapter_modules(tiny_llama)
+
+
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (lambda d: (d / "adapter_config.json").write_text("{not json"), "adapter_config.json"),
+        (lambda d: (d / "adapter.safetensors").write_bytes(b"garbage"), "not a readable"),
+    ],
+)
+def test_unreadable_adapter_files_are_named(tiny_llama, tmp_path, damage, fragment):
+    save_adapter(adapted(copy.deepcopy(tiny_llama), MOE), tmp_path, MOE)
+    damage(tmp_path)
+    with pytest.raises(ValueError, match=fragment):
+        load_adapter(tiny_llama, tmp_path)
+
+
+def test_non_finite_adapter_weights_are_refused(tiny_llama, tmp_path):
+    """A diverged run's adapter would otherwise score every question with its first option."""
+    save_adapter(adapted(copy.deepcopy(tiny_llama), MOE), tmp_path, MOE)
+    tensors = load_file(tmp_path / "adapter.safetensors")
+    tensors["model.layers.0.self_attn.q_proj.lora_B"][0, 0, 0] = float("nan")
+    save_file(tensors, tmp_path / "adapter.safetensors")
+    with pytest.raises(ValueError, match="non-finite weights .* model.layers.0.self_attn.q_proj"):
+        load_adapter(tiny_llama, tmp_path)
+
+
 def test_our_lora_with_peft_weights_gives_peft_logits(tiny_llama):
     torch.manual_seed(2)
     peft_config = peft.LoraConfig(

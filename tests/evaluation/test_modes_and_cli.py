@@ -4,6 +4,7 @@ evaluates the saved adapter end to end and refuses bad configs before loading an
 import json
 
 import pytest
+import torch
 from conftest import compose_config, run_cli
 from omegaconf import OmegaConf
 
@@ -114,6 +115,27 @@ def test_bad_eval_config_exits_2_before_loading(tmp_path):
     for fragment in BAD.values():
         assert fragment in done.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_eval_exits_2_on_an_unknown_key_and_on_a_non_finite_adapter(trained, tmp_path):
+    """Hydra's own rejection of the command line is a bad input too (2, not 1); an adapter
+    holding NaN weights is refused, naming the file, instead of scoring every answer "A"."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    done = eval_cli(["model=tiny_llama", "nonexistent_key=1"], tmp_path)
+    assert done.returncode == 2 and "nonexistent_key" in done.stderr
+    _, adapter_dir = trained
+    broken = tmp_path / "broken"
+    shutil.copytree(adapter_dir, broken)
+    tensors = load_file(broken / "adapter.safetensors")
+    key = next(k for k in tensors if k.endswith("lora_B"))
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    save_file(tensors, broken / "adapter.safetensors")
+    done = eval_cli(["model=tiny_llama", "task=demo", f"adapter_dir={broken}"], tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "non-finite weights" in done.stderr and str(broken) in done.stderr
 
 
 def test_a_split_without_records_is_a_data_error(shared_data, tmp_path):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -42,24 +43,84 @@ def save_adapter(model: nn.Module, directory: str | Path, config: AdapterConfig)
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
+class AdapterFileError(ValueError):
+    """An adapter folder that cannot be loaded as it is: the message names the file and why."""
+
+
 def load_adapter(model: nn.Module, directory: str | Path) -> list[AdapterLinear]:
-    """Inject the saved config into a fresh base `model` and load the saved weights (strict)."""
+    """Inject the saved config into a fresh base `model` and load the saved weights (strict).
+
+    Checked before anything is allocated: the config, and every tensor's shape in the file's
+    header against the shape the config gives that layer (a config claiming rank 1e12 is refused,
+    not allocated). Checked after reading: every weight is finite (a NaN adapter would score
+    every question with its first option, silently)."""
     directory = Path(directory)
-    meta = json.loads((directory / CONFIG_FILE).read_text())
-    version = meta.pop("format_version", None)
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{directory / CONFIG_FILE}: format_version {version}, expected 1")
-    layers = inject_adapters(model, AdapterConfig.from_mapping(meta))
-    tensors = load_file(directory / WEIGHTS_FILE)
+    config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    try:
+        meta = json.loads(config_file.read_text())
+        version = meta.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version {version!r}, expected {FORMAT_VERSION}")
+        config = AdapterConfig.from_mapping(meta)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise AdapterFileError(f"{config_file}: {err}") from None
+    shapes = _header_shapes(weights_file)
+    for key, shape in shapes.items():
+        expected = _expected_shape(model, config, key)
+        if expected is not None and shape != expected:
+            raise AdapterFileError(
+                f"{weights_file}: {key} has shape {list(shape)}, but {config_file.name} and "
+                f"this model give {list(expected)}: the files do not belong together, or the "
+                "adapter was trained on another model"
+            )
+    layers = inject_adapters(model, config)
+    tensors = load_file(weights_file)
     expected = adapter_state_dict(model)
     missing, unexpected = sorted(expected.keys() - tensors), sorted(tensors.keys() - expected)
     if missing or unexpected:
-        raise ValueError(
+        raise AdapterFileError(
             f"adapter in {directory} does not fit this model: missing keys {missing}, "
             f"unexpected keys {unexpected}"
         )
+    broken = [key for key, tensor in tensors.items() if not torch.isfinite(tensor).all()]
+    if broken:
+        raise AdapterFileError(
+            f"{weights_file}: non-finite weights (NaN or inf) in {len(broken)} tensor(s), e.g. "
+            f"{', '.join(broken[:3])}: the run that saved it diverged; use an earlier checkpoint"
+        )
     model.load_state_dict(tensors, strict=False)
     return layers
+
+
+def _header_shapes(weights_file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from the safetensors header alone (nothing is read or allocated)."""
+    try:
+        with safe_open(weights_file, framework="pt") as handle:
+            keys = handle.keys()  # a safe_open handle is not iterable
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in keys}
+    except Exception as err:  # safetensors raises its own types for a damaged header
+        raise AdapterFileError(f"{weights_file}: not a readable safetensors file ({err})") from None
+
+
+def _expected_shape(model: nn.Module, config: AdapterConfig, key: str) -> tuple[int, ...] | None:
+    """The shape `config` gives tensor `key` on its layer of `model` (None: not ours to judge;
+    the strict key check after injection reports it)."""
+    module_name, _, tensor = key.rpartition(".")
+    if tensor == "weight" and module_name.endswith(".router"):
+        module_name, tensor = module_name.removesuffix(".router"), "router.weight"
+    try:
+        linear = model.get_submodule(module_name)
+    except AttributeError:
+        return None
+    if not isinstance(linear, nn.Linear):
+        return None
+    experts, rank = config.num_experts, config.rank
+    return {
+        "lora_A": (experts, rank, linear.in_features),
+        "lora_B": (experts, linear.out_features, rank),
+        "mixer": (experts, rank, rank),
+        "router.weight": (experts, linear.in_features),
+    }.get(tensor)
 
 
 def export_peft(
