@@ -45,8 +45,34 @@ def test_generate_accuracy_curve_at_its_cadence(tmp_path):
     assert rows["test/gen_unparsable"].iloc[-1] == pytest.approx(unparsable)
 
 
+def test_generate_accuracy_can_skip_the_untrained_step(tmp_path):
+    """generate_at_start=false: a grid measures the untrained model once, not in every run."""
+    cfg = compose_config(
+        [
+            "model=tiny_llama",
+            "logger=csv",
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=4",
+            "evaluation.generate_every=2",
+            "evaluation.generate_at_start=false",
+            "evaluation.max_new_tokens=4",
+            "task.max_examples.train=32",
+            "task.max_examples.validation=8",
+            "task.max_examples.test=8",
+        ]
+    )
+    run(cfg, tmp_path)
+    rows = pd.read_csv(tmp_path / "metrics.csv").dropna(subset=["test/gen_acc"])
+    assert rows["step"].tolist() == [2, 4]
+
+
 @pytest.mark.parametrize(
-    "override", ["evaluation.generate_every=-1", "evaluation.generate_split=dev"]
+    "override",
+    [
+        "evaluation.generate_every=-1",
+        "evaluation.generate_split=dev",
+        "evaluation.generate_at_start=maybe",
+    ],
 )
 def test_bad_generate_settings_are_config_errors(override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):

@@ -30,14 +30,18 @@ class GenerateAccuracy(Callback):
         every: int,
         split: str = "test",
         max_new_tokens: int = 10,
+        at_start: bool = True,
     ):
         self.task, self.tokenizer, self.data_cfg = task, tokenizer, dict(data_cfg)
         self.every, self.split, self.max_new_tokens = every, split, max_new_tokens
+        self.at_start = at_start
         self._measured_at: int | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        # step 0; or a run resumed at a measuring step (the resume dropped that row)
-        if trainer.global_step % self.every == 0:
+        # step 0 (unless at_start is off: every run of a grid would measure the same untrained
+        # model); or a run resumed at a measuring step (the resume dropped that row)
+        step = trainer.global_step
+        if step % self.every == 0 and (step > 0 or self.at_start):
             self._measure(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -133,6 +133,7 @@ def run(cfg: DictConfig, run_dir: Path):
                 evaluation["generate_every"],
                 evaluation["generate_split"],
                 evaluation["max_new_tokens"],
+                evaluation.get("generate_at_start", True),
             )
         )
     trainer = L.Trainer(

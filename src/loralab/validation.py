@@ -103,6 +103,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         value = evaluation.get(key, least)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             errors.append(f"evaluation.{key}={value!r} must be an integer >= {least}")
+    if not isinstance(evaluation.get("generate_at_start", True), bool):
+        errors.append(
+            f"evaluation.generate_at_start={evaluation['generate_at_start']!r} must be true or false"
+        )
     if evaluation.get("generate_split", "test") not in SPLITS:
         errors.append(
             f"evaluation.generate_split={evaluation['generate_split']!r} must be one of "
