@@ -102,3 +102,16 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_newest_intact_one(tmp_path)
     printed = auto.stdout + auto.stderr
     assert f"skipping {last}" in printed and f"from step 4 ({intact})" in printed
     assert "steps                 6" in auto.stdout
+
+
+def test_resuming_from_a_step_checkpoint_leaves_no_versioned_copies(tmp_path):
+    """Lightning's version counter wrote last-v1.ckpt beside last.ckpt: one last.ckpt only."""
+    run_dir = tmp_path / "run"
+    done = train([*TINY, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    step = run_dir / "checkpoints" / "step4.ckpt"
+    again = train([*TINY, "trainer.max_steps=6", f"resume={step}"], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in names and "step6.ckpt" in names
+    assert not [name for name in names if "-v" in name], names

@@ -119,6 +119,7 @@ def run(cfg: DictConfig, run_dir: Path):
         every_n_train_steps=cfg.checkpoint.every_n_steps or None,
         save_top_k=1,
         save_last=True,
+        enable_version_counter=False,  # one last.ckpt, replaced atomically, never last-v1.ckpt
     )
     precision = resolve_precision(resolved["trainer"], model)
     callbacks = [checkpoints, StepProgressBar()]
