@@ -115,3 +115,38 @@ def test_resuming_from_a_step_checkpoint_leaves_no_versioned_copies(tmp_path):
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert "last.ckpt" in names and "step6.ckpt" in names
     assert not [name for name in names if "-v" in name], names
+
+
+def test_truncating_metrics_keeps_lines_byte_for_byte_and_names_a_junk_line(tmp_path):
+    from loralab.loggers import MetricsFileError, truncate_metrics
+
+    metrics = tmp_path / "metrics.csv"
+    rows = "step,train/loss,test/acc\n0,,0.25\n1,2.5,\n28,1.0,\n30,0.5,\n"
+    metrics.write_text(rows + "31,0.4")  # the unterminated last line of a killed write
+    truncate_metrics(metrics, 30)
+    assert metrics.read_text() == "step,train/loss,test/acc\n0,,0.25\n1,2.5,\n28,1.0,\n"
+
+    metrics.write_text(rows.replace("1,2.5,\n", "1,2.5,\ngarbage line\n"))
+    before = metrics.read_bytes()
+    with pytest.raises(MetricsFileError, match=r"metrics.csv: line 4 is not a row"):
+        truncate_metrics(metrics, 30)
+    assert metrics.read_bytes() == before
+
+
+def test_a_garbled_metrics_file_stops_the_resume_with_exit_2(finished, tmp_path):
+    import shutil
+
+    cwd, run_dir = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    metrics = copy / "metrics.csv"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join([*lines[:2], "1,2,junk,,\n", *lines[2:]]))
+    before = snapshot(copy)
+    done = train([*TINY, "trainer.max_steps=6", "resume=auto", f"hydra.run.dir={copy}"], cwd)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"{metrics}: line 3 is not a row" in done.stderr
+    after = snapshot(copy)
+    # the run's own log records the attempt (resume=auto in its own folder); nothing else moves
+    assert after.pop("train.log").startswith(before.pop("train.log"))
+    assert after == before

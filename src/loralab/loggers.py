@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import netrc
 import os
 import secrets
@@ -13,6 +14,8 @@ from typing import Any
 import pandas as pd
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.csv"
 
@@ -105,17 +108,49 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
+class MetricsFileError(ValueError):
+    """A metrics.csv that cannot be continued as it is (named with its line)."""
+
+
 def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
     """Drop rows logged at or after ``from_step`` (written after the checkpoint a run resumes
-    from), so a resumed run's CSV holds every step exactly once."""
+    from), so a resumed run's CSV holds every step exactly once. Kept lines are written back
+    byte for byte (no re-typing through a table); a line that is not a row of this file is an
+    error naming it, except an unterminated last line, which a kill mid-write leaves (dropped
+    with a warning)."""
     if not metrics_csv.is_file():
         return
-    frame = pd.read_csv(metrics_csv)
-    kept = frame[frame["step"] < from_step]
-    if kept.empty:
+    lines = metrics_csv.read_text().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        log.warning("%s: dropping the unterminated last line (a write cut short)", metrics_csv)
+        lines = lines[:-1]
+    if not lines:
         metrics_csv.unlink()
-    else:
-        kept.to_csv(metrics_csv, index=False)
+        return
+    header = next(csv.reader([lines[0]]))
+    if "step" not in header:
+        raise MetricsFileError(
+            f"{metrics_csv}: line 1 is not a loralab metrics header (no 'step' column); "
+            "restore the file or start a new run"
+        )
+    column = header.index("step")
+    kept = [lines[0]]
+    for number, line in enumerate(lines[1:], start=2):
+        fields = next(csv.reader([line]), [])
+        step = fields[column] if len(fields) == len(header) else None
+        if step is None or not step.isdigit():
+            raise MetricsFileError(
+                f"{metrics_csv}: line {number} is not a row of this file ({len(fields)} fields, "
+                f"header {len(header)}; step {step!r}); repair or remove that line, then resume"
+            )
+        if int(step) < from_step:
+            kept.append(line)
+    if len(kept) == 1:
+        metrics_csv.unlink()
+        return
+    partial = metrics_csv.with_name(metrics_csv.name + ".partial")
+    partial.write_text("".join(kept))
+    partial.replace(metrics_csv)
 
 
 def first_and_last(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:

@@ -270,6 +270,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         UnsafeCheckpointError,
     )
     from loralab.data.loaders import DataError
+    from loralab.loggers import MetricsFileError
     from loralab.module import NonFiniteError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -288,6 +289,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         FileNotFoundError,
         FileExistsError,
         UnwritableRunError,
+        MetricsFileError,
     ) as err:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
