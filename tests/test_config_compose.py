@@ -12,8 +12,12 @@ from loralab.validation import validate_config
 GROUPS = ["model", "adapter", "optimizer", "task", "trainer", "logger", "experiment"]
 
 
+# Building blocks of the CPU twins: experiment files that only make sense inside a twin.
+BLOCKS = {"cpu_twin", "cpu_twin_scienceqa"}
+
+
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml") if p.stem not in BLOCKS)
 
 
 @pytest.mark.parametrize(
@@ -83,3 +87,34 @@ def test_paper_sweeps_name_the_papers_variants():
 
 def compose_sweep(name: str) -> dict:
     return dict(compose_config([f"experiment={name}"], hydra=True).hydra.sweeper.params)
+
+
+def test_obqa_experiment_runs_the_papers_optimizer_grid_on_openbookqa():
+    cfg = compose_config(["experiment=paper_obqa", "optimizer=radamw"])
+    OmegaConf.resolve(cfg)
+    assert cfg.task.name == "obqa" and cfg.model.name == "llama3_2_3b"
+    assert (cfg.adapter.num_experts, cfg.adapter.top_k, cfg.adapter.rank) == (20, 10, 4)
+    assert cfg.optimizer.lr == 1e-5 and not cfg.optimizer.bias_correction
+    assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 80
+    assert cfg.task.max_examples.validation == 120
+    assert len(compose_sweep("paper_obqa")["optimizer"].split(",")) == 8
+
+
+@pytest.mark.parametrize(
+    "twin", ["paper_fig2_cpu", "paper_fig3_cpu", "paper_scienceqa_cpu", "paper_adamw_cpu"]
+)
+def test_scienceqa_twins_keep_the_papers_method_and_grid_on_real_data(twin):
+    """A twin changes the model, scale and rates, never the method or the variants."""
+    paper = twin.removesuffix("_cpu")
+    cfg = compose_config([f"experiment={twin}", "data_root=/data"])
+    OmegaConf.resolve(cfg)
+    assert cfg.model.name == "smollm2_135m" and cfg.task.name == "scienceqa"
+    assert cfg.task.source.test == "/data/scienceqa/hf_sample"
+    assert list(cfg.task.source.train) == [
+        "/data/scienceqa/original_partial",
+        "/data/scienceqa/hf_sample",
+    ]
+    assert (cfg.adapter.num_experts, cfg.adapter.top_k, cfg.adapter.rank) == (20, 10, 4)
+    assert cfg.data.target_layout == "reference" and not cfg.optimizer.bias_correction
+    assert cfg.optimizer.router_lr == 3e-8
+    assert compose_sweep(twin)["optimizer"] == compose_sweep(paper)["optimizer"]
