@@ -49,7 +49,7 @@ class DataError(ValueError):
 class SplitData:
     """One split's rows and where they come from (named in error messages)."""
 
-    rows: object  # datasets.Dataset
+    rows: object  # datasets.Dataset, or records.Records for local JSON files
     origin: str
 
 
@@ -145,12 +145,21 @@ def _split_suffix(name: str) -> tuple[str, str | None]:
 
 
 def _read_file(file: Path):
+    """JSON through Python's json (values exactly as written, `records`); parquet through
+    datasets (typed columns)."""
     import datasets
+
+    from loralab.data.records import read_json_records
 
     _, suffix = _split_suffix(file.name)
     if suffix is None:
         raise DataError(f"{str(file)!r} has an unknown format; expected {ACCEPTED}")
-    return datasets.load_dataset(FILE_FORMATS[suffix], data_files=str(file), split="train")
+    if FILE_FORMATS[suffix] == "json":
+        return read_json_records(file)
+    try:
+        return datasets.load_dataset("parquet", data_files=str(file), split="train")
+    except Exception as err:  # pyarrow's errors for a damaged file: name the file
+        raise DataError(f"{file}: not a readable parquet file ({err})") from None
 
 
 def _named(loaded, origin: Callable[[str], str]) -> dict[str, SplitData]:

@@ -17,7 +17,6 @@ dataset can be combined as a user's full copy is read.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from loralab.data.loaders import (
     sample_indices,
 )
 from loralab.data.prompts import LETTERS
+from loralab.data.records import Records, read_json_records
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,14 @@ def normalise(row: Mapping[str, Any], origin: str, index: int) -> dict:
     choices = row["choices"]
     if not isinstance(choices, list | tuple) or not choices:
         raise record_error(origin, where, f"field 'choices' is empty or not a list: {choices!r}")
+    for position, choice in enumerate(choices):
+        if not isinstance(choice, str):  # the prompt shows choices as the file writes them
+            raise record_error(
+                origin,
+                where,
+                f"choice {position} of field 'choices' is {choice!r}, not text: write it as a "
+                "JSON string (quoted) exactly as the prompt should show it",
+            )
     answer = _answer_index(row["answer"], len(choices))
     if answer is None:
         raise record_error(
@@ -154,8 +162,11 @@ def _text_only(rows, name: str) -> list[int]:
     """Indices of problems without an image (a null ``image``), read without decoding images."""
     if "image" not in rows.column_names:
         return list(range(len(rows)))
-    column = rows.select_columns(["image"]).with_format("arrow")[:]["image"]
-    kept = [i for i, has_image in enumerate(column.is_valid().to_pylist()) if not has_image]
+    if isinstance(rows, Records):
+        kept = [i for i, null in enumerate(rows.is_null("image")) if null]
+    else:  # a datasets.Dataset: read the column's validity without decoding any image
+        column = rows.select_columns(["image"]).with_format("arrow")[:]["image"]
+        kept = [i for i, has_image in enumerate(column.is_valid().to_pylist()) if not has_image]
     log.info(
         "scienceqa/%s: %d text-only problems kept, %d with an image left out (task.text_only)",
         name,
@@ -175,11 +186,8 @@ def _original_release(path: Path) -> Path | None:
 
 
 def _read_original(problems_file: Path) -> dict[str, SplitData]:
-    import datasets
-
-    opener = gzip.open if problems_file.suffix == ".gz" else open
-    with opener(problems_file, "rt", encoding="utf-8") as handle:
-        problems = json.load(handle)
+    problems = read_json_records(problems_file).rows
+    problems = problems[0] if len(problems) == 1 else problems
     if not isinstance(problems, dict):
         raise DataError(f"{problems_file}: expected a dict of problems keyed by problem id")
     split_of = _split_membership(problems_file, problems)
@@ -193,10 +201,7 @@ def _read_original(problems_file: Path) -> dict[str, SplitData]:
         log.warning(
             "%s: %d problems in no train / val / test split left out", problems_file, outside
         )
-    return {
-        split: SplitData(datasets.Dataset.from_list(rows), str(problems_file))
-        for split, rows in grouped.items()
-    }
+    return {split: SplitData(Records(rows), str(problems_file)) for split, rows in grouped.items()}
 
 
 def _split_membership(problems_file: Path, problems: dict) -> dict[str, str]:
