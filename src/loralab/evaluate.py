@@ -78,7 +78,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     task = build_task(resolved["task"], splits=(cfg.split,))  # data errors before the model loads
     if not task.splits[cfg.split]:
-        raise DataError(f"task {task.name!r} has no {cfg.split} records at {cfg.task.source}")
+        source = resolved["task"]["source"]
+        hint = ""
+        if isinstance(source, str) and Path(source).is_file():
+            hint = (
+                f"; a single file is read as the train split: name its split, e.g. "
+                f"'task.source={{{cfg.split}: {source}}}'"
+            )
+        raise DataError(f"task {task.name!r} has no {cfg.split} records at {source}{hint}")
     model, tokenizer = load_model(resolved["model"])
     if cfg.adapter_dir is not None:
         load_adapter(model, cfg.adapter_dir)

@@ -146,3 +146,25 @@ def test_a_split_without_records_is_a_data_error(shared_data, tmp_path):
     cfg = compose_config(overrides, name="eval")
     with pytest.raises(DataError, match="task 'piqa' has no train records"):
         evaluate(cfg, tmp_path)
+
+
+def test_a_single_test_file_is_named_as_the_test_split(shared_data, tmp_path):
+    """One file is the train split; the error says how to name its split, and the mapping
+    `task.source={test: file}` then evaluates it."""
+    import datasets
+
+    from loralab.data.loaders import DataError
+    from loralab.evaluate import run as evaluate
+
+    file = tmp_path / "problems_test.jsonl"
+    hub = datasets.load_from_disk(str(shared_data / "scienceqa" / "hf_sample"))["test"]
+    with open(file, "w") as handle:
+        for row in hub.select(range(6)):
+            handle.write(json.dumps({k: row[k] for k in ("question", "choices", "answer")}) + "\n")
+    base = ["model=tiny_llama", "task=scienceqa", "split=test"]
+    cfg = compose_config([*base, f"task.source={file}"], name="eval")
+    with pytest.raises(DataError, match=r"name its split, e.g. 'task.source=\{test: "):
+        evaluate(cfg, tmp_path / "a")
+    cfg = compose_config([*base, f"task.source={{test: {file}}}"], name="eval")
+    outcome = evaluate(cfg, tmp_path / "b")
+    assert outcome["summary"]["overall"]["n"] == 6
