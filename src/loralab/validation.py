@@ -77,6 +77,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     scheduler = cfg["optimizer"].get("scheduler")
     if scheduler and isinstance(max_steps, int) and isinstance(scheduler.get("warmup_steps"), int):
         length = scheduler.get("total_steps") or max_steps
+        if not isinstance(length, int):
+            length = max_steps  # a bad total_steps is reported by the typed-key check
         if scheduler["name"] != "constant" and scheduler["warmup_steps"] >= length:
             errors.append(
                 f"optimizer.scheduler.warmup_steps={scheduler['warmup_steps']} must be below the "
@@ -95,6 +97,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             "on a GPU, and on a CPU where a probe finds it faster than float32)"
         )
     errors.extend(_trainer_errors(_plain(cfg["trainer"])))
+    errors.extend(_typed_key_errors(_plain(cfg)))
     caps = cfg["task"].get("max_examples") or {}
     if caps.get("train") == 0:
         errors.append("task.max_examples.train=0 leaves nothing to train on: null = all, or >= 1")
@@ -185,4 +188,67 @@ def _trainer_errors(trainer: Mapping[str, Any]) -> list[str]:
     accelerator = trainer.get("accelerator", "auto")
     if accelerator not in ACCELERATORS:
         errors.append(f"trainer.accelerator={accelerator!r} must be one of {list(ACCELERATORS)}")
+    return errors
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, bool)
+
+
+def _whole(least: int, nullable: bool = False):
+    def check(value) -> bool:
+        if value is None:
+            return nullable
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    return check
+
+
+def _text(nullable: bool):
+    return lambda value: isinstance(value, str) or (nullable and value is None)
+
+
+# key: (check, what is allowed). Keys whose meaning other checks cover are not repeated here.
+TYPED_KEYS = {
+    "evaluation.before_training": (_is_bool, "true or false"),
+    "evaluation.router_stats_per_layer": (_is_bool, "true or false"),
+    "debug.nan_at_step": (_whole(1, True), "null or an integer >= 1"),
+    "debug.kill_at_step": (_whole(1, True), "null or an integer >= 1"),
+    "model.pretrained": (_text(True), "null or a Hub id / local path"),
+    "model.trust_remote_code": (_is_bool, "true or false"),
+    "model.tiny.vocab_size": (_whole(16), "an integer >= 16"),
+    "model.tiny.hidden_size": (_whole(1), "an integer >= 1"),
+    "model.tiny.num_layers": (_whole(1), "an integer >= 1"),
+    "model.tiny.num_heads": (_whole(1), "an integer >= 1"),
+    "model.tiny.num_kv_heads": (_whole(1), "an integer >= 1"),
+    "model.tiny.intermediate_size": (_whole(1), "an integer >= 1"),
+    "optimizer.scheduler.total_steps": (_whole(1, True), "null (= trainer.max_steps) or >= 1"),
+    "task.seed": (_whole(0), "an integer >= 0"),
+    "trainer.check_val_every_n_epoch": (_whole(1, True), "null or an integer >= 1"),
+    "trainer.num_sanity_val_steps": (_whole(-1), "an integer >= -1 (-1: all)"),
+    "trainer.enable_checkpointing": (_is_bool, "true or false"),
+    "trainer.deterministic": (_is_bool, "true or false"),
+    "logger.csv": (_is_bool, "true or false"),
+    "logger.wandb.enabled": (_is_bool, "true or false"),
+    "logger.wandb.entity": (_text(True), "null or a W&B entity name"),
+    "logger.wandb.job_type": (_text(True), "null or a name"),
+    "logger.wandb.tags": (
+        lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
+        "a list of names, e.g. [ablation, cpu]",
+    ),
+}
+
+
+def _typed_key_errors(plain: Mapping[str, Any]) -> list[str]:
+    """Each key of `TYPED_KEYS` that the config has, checked for its type and range."""
+    errors = []
+    for key, (ok, allowed) in TYPED_KEYS.items():
+        node: Any = plain
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            if not ok(node):
+                errors.append(f"{key}={node!r} must be {allowed}")
     return errors
