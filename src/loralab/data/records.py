@@ -1,4 +1,4 @@
-"""Local JSON data read exactly as written: `Records` and `read_json_records`.
+"""Local JSON data read exactly as written: `Records`, `read_json_records` and `read_json`.
 
 `datasets.load_dataset("json")` infers one Arrow type per column; where a column mixes strings
 and numbers (a choice "1.50" in one record, 1.5 in another) it falls back to a JSON type that
@@ -52,17 +52,7 @@ class Records:
 def read_json_records(file: Path) -> Records:
     """The records of a .json / .jsonl file (gzip-compressed with .gz): a JSON list of objects,
     or one object per line."""
-    text = _text(file)
-    if not text.strip():
-        raise DataError(f"{file}: the file is empty (no records)")
-    try:
-        loaded = json.loads(text)
-    except json.JSONDecodeError as err:
-        # "Extra data": several JSON values, i.e. JSON Lines; other errors in a file of
-        # objects one per line are reported by the line reader with their line number
-        if err.msg != "Extra data" and not _looks_like_lines(text):
-            raise DataError(f"{file}: line {err.lineno}, column {err.colno}: {err.msg}") from None
-        loaded = _json_lines(file, text)
+    loaded = read_json(file)
     rows = loaded if isinstance(loaded, list) else [loaded]
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -70,6 +60,22 @@ def read_json_records(file: Path) -> Records:
                 f"{file}: record {index}: expected an object of fields, got {type(row).__name__}"
             )
     return Records(rows)
+
+
+def read_json(file: Path):
+    """The JSON value of a .json file, or the list of values of a JSON Lines file (.gz:
+    gzip-compressed), with every reading error a `DataError` naming the file and line."""
+    text = _text(file)
+    if not text.strip():
+        raise DataError(f"{file}: the file is empty (no records)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        # "Extra data": several JSON values, i.e. JSON Lines; other errors in a file of
+        # objects one per line are reported by the line reader with their line number
+        if err.msg != "Extra data" and not _looks_like_lines(text):
+            raise DataError(f"{file}: line {err.lineno}, column {err.colno}: {err.msg}") from None
+        return _json_lines(file, text)
 
 
 def _text(file: Path) -> str:

@@ -33,7 +33,7 @@ from loralab.data.loaders import (
     sample_indices,
 )
 from loralab.data.prompts import LETTERS
-from loralab.data.records import Records, read_json_records
+from loralab.data.records import Records, read_json
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,7 @@ def _original_release(path: Path) -> Path | None:
 
 
 def _read_original(problems_file: Path) -> dict[str, SplitData]:
-    problems = read_json_records(problems_file).rows
-    problems = problems[0] if len(problems) == 1 else problems
+    problems = read_json(problems_file)
     if not isinstance(problems, dict):
         raise DataError(f"{problems_file}: expected a dict of problems keyed by problem id")
     split_of = _split_membership(problems_file, problems)
