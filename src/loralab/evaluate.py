@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -21,11 +20,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from loralab.console import EXIT_BAD_INPUT, mark_task_started, run_entry_point
 from loralab.train import CONF_DIR
 from loralab.validation import ConfigError
 
 log = logging.getLogger("loralab")
-_task_started = False
 
 
 def validate_eval_config(cfg: Mapping[str, Any]) -> None:
@@ -119,13 +118,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    global _task_started
-    _task_started = True
+    mark_task_started()
     try:
         validate_eval_config(cfg)
     except ConfigError as err:
         print(f"loralab-eval: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     from loralab.adapters.io import AdapterFileError
     from loralab.data.loaders import DataError
 
@@ -133,7 +131,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         outcome = run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except (DataError, AdapterFileError) as err:  # each names the file (record, field, tensor)
         print(f"loralab-eval: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     print(outcome["table"])
     print(f"written: {outcome['run_dir']}/eval.json, eval.md")
 
@@ -141,13 +139,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
     input (also Hydra's own: unknown option or key)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        _hydra_main()
-    except SystemExit as done:
-        if done.code == 1 and not _task_started:  # Hydra rejected the command line
-            sys.exit(2)
-        raise
+    run_entry_point(_hydra_main)
 
 
 if __name__ == "__main__":

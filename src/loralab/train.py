@@ -17,13 +17,18 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from loralab.console import quiet_known_warnings, route_lightning_logs
+from loralab.console import (
+    EXIT_BAD_INPUT,
+    mark_task_started,
+    quiet_known_warnings,
+    route_lightning_logs,
+    run_entry_point,
+)
 from loralab.validation import ConfigError, validate_config
 
 log = logging.getLogger("loralab")
 
-EXIT_CONFIG, EXIT_NONFINITE = 2, 3
-_task_started = False
+EXIT_CONFIG, EXIT_NONFINITE = EXIT_BAD_INPUT, 3
 
 CONF_DIR = os.environ.get("LORALAB_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
 
@@ -256,8 +261,7 @@ def format_summary(summary: dict) -> str:
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    global _task_started
-    _task_started = True
+    mark_task_started()
     try:
         validate_config(cfg)
     except ConfigError as err:
@@ -324,14 +328,8 @@ def objective(summary: dict, metric: str) -> float:
 def main() -> None:
     """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
     input (also Hydra's own: unknown option or key), 3 non-finite loss or gradient."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_known_warnings()
-    try:
-        _hydra_main()
-    except SystemExit as done:
-        if done.code == 1 and not _task_started:  # Hydra rejected the command line
-            sys.exit(EXIT_CONFIG)
-        raise
+    run_entry_point(_hydra_main)
 
 
 if __name__ == "__main__":
