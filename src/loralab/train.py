@@ -67,7 +67,9 @@ def run(cfg: DictConfig, run_dir: Path):
             f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
             "or choose another hydra.run.dir: nothing was overwritten"
         )
-    ensure_writable((run_dir if checkpoint is None else checkpoint.parent.parent) / CHECKPOINT_DIR)
+    # a resume continues in the run directory that wrote its checkpoint
+    owner_dir = run_dir if checkpoint is None else checkpoint.parent.parent
+    ensure_writable(owner_dir / CHECKPOINT_DIR)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -94,7 +96,7 @@ def run(cfg: DictConfig, run_dir: Path):
                 + "\nresume with the checkpoint's settings (see its run's .hydra/config.yaml), "
                 "or start a new run (another hydra.run.dir, no resume)"
             )
-        run_dir = checkpoint.parent.parent  # continue in the run directory that wrote it
+        run_dir = owner_dir
         resumed_step = saved["global_step"]
         truncate_metrics(metrics_path(run_dir), resumed_step)
         log.info("resuming %s from step %d (%s)", run_dir, resumed_step, checkpoint)

@@ -155,13 +155,9 @@ def _trainer_errors(trainer: Mapping[str, Any]) -> list[str]:
     """The Lightning Trainer keys that otherwise fail late (after outputs are written or the
     model has loaded) or deep inside Lightning with no key named."""
     errors = []
-
-    def whole(value, least: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
     interval = trainer.get("val_check_interval", 1.0)
     if not (
-        whole(interval, 1)
+        _whole(1)(interval)
         or (isinstance(interval, float) and 0 < interval <= 1)
         or interval is None
     ):
@@ -171,14 +167,14 @@ def _trainer_errors(trainer: Mapping[str, Any]) -> list[str]:
         )
     for key, least in (("accumulate_grad_batches", 1), ("num_nodes", 1), ("log_every_n_steps", 1)):
         value = trainer.get(key, least)
-        if not whole(value, least):
+        if not _whole(least)(value):
             errors.append(f"trainer.{key}={value!r} must be an integer >= {least}")
     devices = trainer.get("devices", "auto")
     ok = (
         devices == "auto"
         or devices == -1
-        or whole(devices, 1)
-        or (isinstance(devices, list) and devices and all(whole(d, 0) for d in devices))
+        or _whole(1)(devices)
+        or (isinstance(devices, list) and devices and all(map(_whole(0), devices)))
     )
     if not ok:
         errors.append(
@@ -222,8 +218,6 @@ TYPED_KEYS = {
     "model.tiny.num_heads": (_whole(1), "an integer >= 1"),
     "model.tiny.num_kv_heads": (_whole(1), "an integer >= 1"),
     "model.tiny.intermediate_size": (_whole(1), "an integer >= 1"),
-    "optimizer.scheduler.total_steps": (_whole(1, True), "null (= trainer.max_steps) or >= 1"),
-    "task.seed": (_whole(0), "an integer >= 0"),
     "trainer.check_val_every_n_epoch": (_whole(1, True), "null or an integer >= 1"),
     "trainer.num_sanity_val_steps": (_whole(-1), "an integer >= -1 (-1: all)"),
     "trainer.enable_checkpointing": (_is_bool, "true or false"),

@@ -135,8 +135,9 @@ def task_config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
             errors.append(f"task.max_examples.{split}={cap!r} must be null or an integer >= 0")
     if name == "demo" and any(caps.get(s) is None for s in SPLITS):
         errors.append("task.max_examples: the generated demo task needs a size for every split")
-    if not isinstance(task_cfg.get("seed"), int):
-        errors.append(f"task.seed={task_cfg.get('seed')!r} must be an integer")
+    seed = task_cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        errors.append(f"task.seed={seed!r} must be an integer >= 0")
     if name == "scienceqa" and not isinstance(task_cfg.get("text_only"), bool):
         errors.append(f"task.text_only={task_cfg.get('text_only')!r} must be true or false")
     if name == MIX and "train_source" not in task_cfg:

@@ -10,17 +10,17 @@ mixer M itself is not preconditioned (no reference defines it; it is r x r, so i
 is already well scaled). Routers are never preconditioned.
 
 The Gram matrices and solves run in float32 (float64 for float64 parameters) and the result is
-cast back to the parameter dtype. The r x r Gram matrices of all layers whose gradients have the
-same shape (apart from the expert count), device and dtype are concatenated into ONE batched
-`torch.linalg.solve_ex` against the identity, i.e. their inverses (what the reference computes
-too). On a GPU the Gram matrices and gradients of all layers of one shape are also stacked and
-multiplied in ONE batched matmul each (a handful of kernels per step instead of a few per
-layer, which is what a launch-bound GPU step pays for); on CPU each layer keeps its own matmuls,
-since the stacking copies cost more there than the calls they save. Solving against the stacked gradients directly
-copied every gradient twice more (in and out of LAPACK's column-major layout) and was about 3x
-slower on CPU. A non-finite result (checked through one sum per stack and one device sync per
-call; the per-expert check runs only when a sum is not finite) is an error naming the layers,
-experts and step, never a silent fallback to the raw gradient.
+cast back to the parameter dtype. The r x r Gram matrices of all layers of one rank, device and
+work dtype are concatenated into ONE batched `torch.linalg.solve_ex` against the identity, i.e.
+their inverses (what the reference computes too). On a GPU the Gram matrices and gradients of
+all layers of one shape are also stacked and multiplied in ONE batched matmul each (a handful of
+kernels per step instead of a few per layer, which is what a launch-bound GPU step pays for);
+on CPU each layer keeps its own matmuls, since the stacking copies cost more there than the
+calls they save. Solving against the stacked gradients directly copied every gradient twice
+more (in and out of LAPACK's column-major layout) and was about 3x slower on CPU. A non-finite
+result (checked through one sum per stack and one device sync per call; the per-expert check
+runs only when a sum is not finite) is an error naming the layers, experts and step, never a
+silent fallback to the raw gradient.
 """
 
 from collections import defaultdict
