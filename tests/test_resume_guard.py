@@ -33,13 +33,18 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+def trained(cwd: Path, name: str = "run") -> Path:
+    """A finished 4-step run in cwd/name (checkpoints every 2 steps; the newest, step4, kept)."""
+    run_dir = cwd / name
+    done = train([*TINY, f"hydra.run.dir={run_dir}"], cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("guard")
-    run_dir = cwd / "finished"
-    done = train([*TINY, f"hydra.run.dir={run_dir}"], cwd)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return cwd, run_dir
+    return cwd, trained(cwd, "finished")
 
 
 @pytest.mark.parametrize(
@@ -83,9 +88,7 @@ def test_extending_a_run_is_allowed(finished):
 
 
 def test_a_damaged_last_checkpoint_falls_back_to_the_newest_intact_one(tmp_path):
-    run_dir = tmp_path / "run"
-    done = train([*TINY, f"hydra.run.dir={run_dir}"], tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = trained(tmp_path)
     last = run_dir / "checkpoints" / "last.ckpt"
     intact = run_dir / "checkpoints" / "step4.ckpt"
     assert intact.is_file()
@@ -106,9 +109,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_newest_intact_one(tmp_path)
 
 def test_resuming_from_a_step_checkpoint_leaves_no_versioned_copies(tmp_path):
     """Lightning's version counter wrote last-v1.ckpt beside last.ckpt: one last.ckpt only."""
-    run_dir = tmp_path / "run"
-    done = train([*TINY, f"hydra.run.dir={run_dir}"], tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = trained(tmp_path)
     step = run_dir / "checkpoints" / "step4.ckpt"
     again = train([*TINY, "trainer.max_steps=6", f"resume={step}"], tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
