@@ -23,6 +23,12 @@ class ModelSpec:
     build: Callable[[torch.device, torch.dtype], nn.Module]
     vocab_size: int
 
+    def tokens(self, seed: int, device) -> torch.Tensor:
+        """The (batch, seq_len) random token ids a step trains on, fixed by `seed`."""
+        generator = torch.Generator().manual_seed(seed)
+        ids = torch.randint(0, self.vocab_size, (self.batch, self.seq_len), generator=generator)
+        return ids.to(device)
+
     def describe(self) -> dict:
         return {
             "name": self.name,

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from benchmarks import measure
 from benchmarks.models import model_specs
 from benchmarks.variants import LR, ROUTER_LR, STEP_VARIANTS, Built, build, make_step
 from loralab.optim import build_optimizer
@@ -72,9 +73,7 @@ def main(argv=None) -> dict:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     spec = model_specs(quick=False)[args.model]
     base = spec.build(device, dtype)
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, spec.vocab_size, (spec.batch, spec.seq_len), generator=generator)
-    ids = ids.to(device)
+    ids = spec.tokens(0, device)
     rows = []
     for setup in args.setups:
         for variant in args.variants:
@@ -119,7 +118,7 @@ def profile_variant(variant, setup, base, ids, device, args) -> dict:
                 return raw_step(*a, **k)
 
         optimizer.step = labelled_step
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = measure.synchronizer(device)
     for _ in range(args.warmup):
         step()
     sync()

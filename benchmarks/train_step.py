@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
 def bench_model(spec: ModelSpec, args, device, dtype, deadline: float) -> dict:
     _log(f"{spec.name}: building {len(STEP_VARIANTS)} variants")
     base = spec.build(device, dtype)
-    ids = _tokens(spec, args.seed, device)
+    ids = spec.tokens(args.seed, device)
     optimizer_budget = min(OPTIMIZER_BUDGET_S, 0.05 * (deadline - time.perf_counter()))
     measured = _measure(
         STEP_VARIANTS,
@@ -284,7 +284,7 @@ def bench_sweep(spec: ModelSpec, args, device, dtype, deadline: float) -> dict:
     for kind in ("ours", "looped"):
         track.append((f"{kind}_e{last[0]}_r{last[1]}", f"{kind}_e{first[0]}_r{first[1]}"))
     base = spec.build(device, dtype)
-    ids = _tokens(spec, args.seed, device)
+    ids = spec.tokens(args.seed, device)
     measured = _measure(variants, base, ids, args, device, deadline, track, min(args.max_rounds, 6))
     measured.pop("built")
     entries = measured["variants"]
@@ -407,13 +407,6 @@ def _measure(variants, base, ids, args, device, deadline, track, max_rounds) -> 
         },
         "built": builts,
     }
-
-
-def _tokens(spec: ModelSpec, seed: int, device) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, spec.vocab_size, (spec.batch, spec.seq_len), generator=generator).to(
-        device
-    )
 
 
 def results_device(device, dtype) -> str:
