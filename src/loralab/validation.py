@@ -78,7 +78,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if scheduler and isinstance(max_steps, int) and isinstance(scheduler.get("warmup_steps"), int):
         length = scheduler.get("total_steps") or max_steps
         if not isinstance(length, int):
-            length = max_steps  # a bad total_steps is reported by the typed-key check
+            length = max_steps  # a bad total_steps is reported by validate_optimizer_config
         if scheduler["name"] != "constant" and scheduler["warmup_steps"] >= length:
             errors.append(
                 f"optimizer.scheduler.warmup_steps={scheduler['warmup_steps']} must be below the "
@@ -102,14 +102,6 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if caps.get("train") == 0:
         errors.append("task.max_examples.train=0 leaves nothing to train on: null = all, or >= 1")
     evaluation = cfg["evaluation"]
-    for key, least in (("generate_every", 0), ("max_new_tokens", 1), ("router_stats_every", 0)):
-        value = evaluation.get(key, least)
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            errors.append(f"evaluation.{key}={value!r} must be an integer >= {least}")
-    if not isinstance(evaluation.get("generate_at_start", True), bool):
-        errors.append(
-            f"evaluation.generate_at_start={evaluation['generate_at_start']!r} must be true or false"
-        )
     if evaluation.get("generate_split", "test") not in SPLITS:
         errors.append(
             f"evaluation.generate_split={evaluation['generate_split']!r} must be one of "
@@ -145,8 +137,6 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if not isinstance(seed, int) or seed < 0:
         errors.append(f"seed={seed!r} must be an integer >= 0")
     errors.extend(task_config_errors(_plain(cfg["task"])))
-    if not isinstance(data.get("sort_by_length", False), bool):
-        errors.append(f"data.sort_by_length={data['sort_by_length']!r} must be true or false")
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
 
@@ -206,6 +196,11 @@ def _text(nullable: bool):
 
 # key: (check, what is allowed). Keys whose meaning other checks cover are not repeated here.
 TYPED_KEYS = {
+    "data.sort_by_length": (_is_bool, "true or false"),
+    "evaluation.generate_every": (_whole(0), "an integer >= 0"),
+    "evaluation.max_new_tokens": (_whole(1), "an integer >= 1"),
+    "evaluation.router_stats_every": (_whole(0), "an integer >= 0"),
+    "evaluation.generate_at_start": (_is_bool, "true or false"),
     "evaluation.before_training": (_is_bool, "true or false"),
     "evaluation.router_stats_per_layer": (_is_bool, "true or false"),
     "debug.nan_at_step": (_whole(1, True), "null or an integer >= 1"),
