@@ -5,7 +5,6 @@ batch), checked against the micro-batches replayed by hand."""
 import pandas as pd
 import pytest
 import torch
-from conftest import compose_config
 
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.sampler import ResumableSampler
@@ -13,6 +12,7 @@ from loralab.data.tasks import build_task
 from loralab.models import load_model
 from loralab.module import answer_loss
 from loralab.train import lightning_trainer_args, run
+from tests.helpers import compose_config
 
 ACCUMULATE, STEPS, BATCH = 3, 8, 4
 OVERRIDES = [

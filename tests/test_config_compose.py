@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
 from omegaconf import OmegaConf
 
 from loralab.train import CONF_DIR
 from loralab.validation import validate_config
+from tests.helpers import compose_config
 
 GROUPS = ["model", "adapter", "optimizer", "task", "trainer", "logger", "experiment"]
 

@@ -3,11 +3,11 @@ refused by the up-front check naming that key (exit 2 at the command line, befor
 loads); a typo'd key name is refused by Hydra. Free-text keys are listed as such."""
 
 import pytest
-from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from loralab.validation import ConfigError, validate_config
+from tests.helpers import compose_config
 
 BASES = {
     "default": ["model=tiny_llama"],

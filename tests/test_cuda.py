@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 from adapters.test_layer import D_IN, make_layer, reference, value_and_grads
-from conftest import compose_config
-from optim.helpers import adapted_llama
 
 from loralab.adapters import adapter_modules
 from loralab.optim import OPTIMIZER_NAMES, build_optimizer
 from loralab.train import run
+from tests.helpers import compose_config
+from tests.optim.helpers import adapted_llama
 
 pytestmark = [
     pytest.mark.cuda,

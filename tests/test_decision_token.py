@@ -29,9 +29,9 @@ def test_decision_token_on_a_hand_checked_batch():
 
 def test_runs_log_decision_token_curves(tmp_path):
     import pandas as pd
-    from conftest import compose_config
 
     from loralab.train import run
+    from tests.helpers import compose_config
 
     cfg = compose_config(
         [

@@ -3,11 +3,11 @@ steps (counted under accumulation), unparsable outputs counted."""
 
 import pandas as pd
 import pytest
-from conftest import compose_config
 
 from loralab.evaluation.predict import predict_split
 from loralab.train import run
 from loralab.validation import ConfigError, validate_config
+from tests.helpers import compose_config
 
 
 def test_generate_accuracy_curve_at_its_cadence(tmp_path):

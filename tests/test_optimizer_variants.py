@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from conftest import compose_config
 
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.tasks import build_task
@@ -12,6 +11,7 @@ from loralab.models import load_model
 from loralab.module import answer_loss
 from loralab.optim import OPTIMIZER_NAMES
 from loralab.train import run
+from tests.helpers import compose_config
 
 # Rates at a third to a half of each variant's stability edge on this tiny model, measured
 # over seeds 0-7 (1 and 2 threads): plain SGD moves slowly from B = 0 and needs a large rate,

@@ -6,11 +6,11 @@ replaces them through task.source alone."""
 import json
 
 import pytest
-from conftest import compose_config
 from omegaconf import OmegaConf
 
 from loralab.data.tasks import build_task
 from loralab.train import run
+from tests.helpers import compose_config
 
 TWINS = {
     "paper_fig2_cpu": "optimizer=grsgd",

@@ -4,12 +4,12 @@ import json
 import logging
 
 import pytest
-from conftest import compose_config, make_tiny_llama
 
 from loralab import precision
 from loralab.precision import CPU_CHOICES, choose_cpu_precision, resolve_precision
 from loralab.train import run
 from loralab.validation import ConfigError, validate_config
+from tests.helpers import compose_config, make_tiny_llama
 
 CPU_AUTO = {"accelerator": "cpu", "precision": "auto"}
 

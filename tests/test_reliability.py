@@ -6,10 +6,10 @@ import os
 import pandas as pd
 import pytest
 import torch
-from conftest import compose_config, run_cli
 from safetensors.torch import load_file
 
 from loralab.checkpointing import AtomicCheckpointIO, UnsafeCheckpointError, safe_load
+from tests.helpers import compose_config, run_cli
 
 TINY = [
     "model=tiny_llama",

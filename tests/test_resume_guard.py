@@ -4,7 +4,8 @@ that wrote the checkpoint keeps every file byte for byte (exit 2, the difference
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+
+from tests.helpers import run_cli
 
 TINY = [
     "model=tiny_llama",

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import compose_config, run_cli
 
 from loralab.validation import validate_config
+from tests.helpers import compose_config, run_cli
 
 SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_cli
 from safetensors.torch import load_file
 
 from loralab.figures import main as figures
 from loralab.logs.wandb_offline import find_run_file, read_history
+from tests.helpers import run_cli
 
 
 def train_cli(args, tmp_path, **env):

@@ -2,12 +2,12 @@
 named modules wrapped, and each wrapped layer equals W0 + s * B A (explicit check)."""
 
 import torch
-from conftest import compose_config
 from safetensors.torch import load_file
 
 from loralab.adapters import AdapterLinear
 from loralab.models import load_model
 from loralab.train import run
+from tests.helpers import compose_config
 
 
 def test_lora_training_updates_only_adapters(tmp_path):

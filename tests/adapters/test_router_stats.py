@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import compose_config
 from torch import nn
 
 from loralab.adapters import (
@@ -14,6 +13,7 @@ from loralab.adapters import (
     enable_router_stats,
     inject_adapters,
 )
+from tests.helpers import compose_config
 
 
 def test_layer_stats_and_aux_loss_by_hand():

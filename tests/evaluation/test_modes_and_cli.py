@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-from conftest import compose_config, run_cli
 from omegaconf import OmegaConf
 
 from loralab.adapters import load_adapter
@@ -14,6 +13,7 @@ from loralab.evaluation.predict import predict_split
 from loralab.evaluation.report import summarize
 from loralab.models import load_model
 from loralab.train import run
+from tests.helpers import compose_config, run_cli
 
 # A real short training run of the tiny model; LoRA on lm_head too, so that the frozen random
 # output layer does not cap how sharply it can learn the answer format. It then answers in the

@@ -5,9 +5,9 @@ cores); no wall-clock assertion here, speed belongs in benchmarks/.
 """
 
 import pytest
-from conftest import compose_config
 
 from loralab.evaluate import run, validate_eval_config
+from tests.helpers import compose_config
 
 
 @pytest.mark.integration

@@ -1,9 +1,9 @@
 """Tiny adapted models and an explicit, loop-per-expert Riemannian preconditioner to test against."""
 
 import torch
-from conftest import make_tiny_llama
 
 from loralab.adapters import AdapterConfig, inject_adapters
+from tests.helpers import make_tiny_llama
 
 KINDS = {
     "lora": {"kind": "lora"},

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from conftest import make_tiny_llama
 from peft import LoraConfig, get_peft_model
 from peft.optimizers import create_riemannian_optimizer
 
 from loralab.adapters import adapter_modules
 from loralab.optim import build_optimizer
+from tests.helpers import make_tiny_llama
 
 from .helpers import adapted_llama, backward, snapshot
 

@@ -8,11 +8,11 @@ AdamW, no bias correction, after clipping the router gradients to total norm 1.0
 
 import pytest
 import torch
-from conftest import compose_config
 from omegaconf import OmegaConf
 
 from loralab.adapters import adapter_modules, set_gate_rescale
 from loralab.optim import build_optimizer
+from tests.helpers import compose_config
 
 from .helpers import adapted_llama, backward, gram_condition_numbers
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_llama
 from omegaconf import OmegaConf
 
 from loralab.adapters import AdapterConfig, inject_adapters
 from loralab.optim import OPTIMIZER_NAMES, build_optimizer
+from tests.helpers import make_tiny_llama
 
 CONF = Path(__file__).parents[2] / "conf" / "optimizer"
 # Demo learning rates for 20 steps (the paper's 3e-5 / 1e-5 are for 2000 steps of a 3B model).

@@ -1,0 +1,52 @@
+"""Helpers the tests import (`from tests.helpers import ...`): composing configs, running the
+entry points as subprocesses, tiny random-init models. Fixtures live in conftest.py."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SHARED_DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
+
+
+def compose_config(overrides, name: str = "train", hydra: bool = False):
+    """The config `loralab-train` (or `loralab-eval`, name="eval") composes from `overrides`;
+    with `hydra`, the `hydra` node (sweeper params etc.) is kept."""
+    from hydra import compose, initialize_config_dir
+
+    from loralab.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra)
+
+
+def run_cli(module: str, args, cwd, **env) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS...` in `cwd` with extra environment variables (5-minute limit)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, **env),
+        timeout=300,
+    )
+
+
+def make_tiny_llama(seed: int = 0, vocab_size: int = 128, hidden_size: int = 64, layers: int = 2):
+    """A random-init Llama small enough for unit tests (float32, eval mode)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).eval()
