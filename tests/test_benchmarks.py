@@ -8,20 +8,17 @@ function as our layer (so the speed comparison is between equals).
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives at the root
-
-from benchmarks import measure, profile_step, report, train_step  # noqa: E402
-from benchmarks.looped import LoopedMoELoRA  # noqa: E402
-from benchmarks.models import tiny_llama  # noqa: E402
-from benchmarks.variants import STEP_VARIANTS, build, make_step  # noqa: E402
-from loralab.adapters import AdapterConfig, AdapterLinear  # noqa: E402
+from benchmarks import measure, profile_step, report, train_step
+from benchmarks.looped import LoopedMoELoRA
+from benchmarks.models import tiny_llama
+from benchmarks.variants import STEP_VARIANTS, build, make_step
+from loralab.adapters import AdapterConfig, AdapterLinear
 
 TINY_ARGS = [
     "--quick",

@@ -5,11 +5,11 @@ import copy
 
 import pytest
 import torch
-from adapters.test_layer import D_IN, make_layer, reference, value_and_grads
 
 from loralab.adapters import adapter_modules
 from loralab.optim import OPTIMIZER_NAMES, build_optimizer
 from loralab.train import run
+from tests.adapters.test_layer import D_IN, make_layer, reference, value_and_grads
 from tests.helpers import compose_config
 from tests.optim.helpers import adapted_llama
 
