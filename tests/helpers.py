@@ -16,7 +16,7 @@ def compose_config(overrides, name: str = "train", hydra: bool = False):
     with `hydra`, the `hydra` node (sweeper params etc.) is kept."""
     from hydra import compose, initialize_config_dir
 
-    from loralab.train import CONF_DIR
+    from loralab import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from loralab.train import CONF_DIR
+from loralab import CONF_DIR
 from loralab.validation import validate_config
 from tests.helpers import compose_config
 

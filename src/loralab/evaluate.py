@@ -20,8 +20,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from loralab import CONF_DIR
 from loralab.console import EXIT_BAD_INPUT, mark_task_started, run_entry_point
-from loralab.train import CONF_DIR
 from loralab.validation import ConfigError
 
 log = logging.getLogger("loralab")

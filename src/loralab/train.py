@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from loralab import CONF_DIR
 from loralab.console import (
     EXIT_BAD_INPUT,
     mark_task_started,
@@ -29,8 +30,6 @@ from loralab.validation import ConfigError, validate_config
 log = logging.getLogger("loralab")
 
 EXIT_CONFIG, EXIT_NONFINITE = EXIT_BAD_INPUT, 3
-
-CONF_DIR = os.environ.get("LORALAB_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
 
 
 def run(cfg: DictConfig, run_dir: Path):

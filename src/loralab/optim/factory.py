@@ -1,4 +1,4 @@
-"""From an `optimizer` config (the Hydra group conf/optimizer/) to an optimizer and scheduler.
+"""From an `optimizer` config (the Hydra group loralab/conf/optimizer/) to an optimizer and scheduler.
 
 `validate_optimizer_config` checks a config without a model (call it before loading one) and
 returns it as a plain dict with defaults filled in; `build_optimizer` then builds an
