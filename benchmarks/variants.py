@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from benchmarks.looped import inject_looped
-from loralab.adapters import AdapterConfig, adapter_modules, inject_adapters, set_gate_rescale
-from loralab.optim import build_optimizer
+from loralab.adapters import AdapterConfig, inject_adapters, set_gate_rescale
+from loralab.optim import OptimizerConfig, build_optimizer
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 ALPHA, DROPOUT = 16.0, 0.05
@@ -174,11 +174,12 @@ def build(variant: Variant, base: nn.Module, seed: int, shared: Built | None = N
 
 
 def _with_optimizer(variant: Variant, model: nn.Module) -> Built:
-    optimizer, _ = build_optimizer(
-        model, {"name": variant.optimizer, "lr": LR, "router_lr": ROUTER_LR}
+    config = OptimizerConfig.from_mapping(
+        {"name": variant.optimizer, "lr": LR, "router_lr": ROUTER_LR}
     )
-    layers = [layer for _, layer in adapter_modules(model)]
-    rescale = layers[0].gate_rescale if variant.experts > 1 else None
+    set_gate_rescale(model, config.gate_rescale)  # a shared model: this variant's switch
+    optimizer, _ = build_optimizer(model, config)
+    rescale = config.gate_rescale if variant.experts > 1 else None
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return Built(variant, model, optimizer, trainable, rescale)
 

@@ -6,18 +6,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from loralab import CONF_DIR
+from loralab.optim import variant
 from loralab.validation import validate_config
 from tests.helpers import compose_config
 
 GROUPS = ["model", "adapter", "optimizer", "task", "trainer", "logger", "experiment"]
 
 
-# Building blocks of the CPU twins: experiment files that only make sense inside a twin.
-BLOCKS = {"cpu_twin", "cpu_twin_scienceqa"}
-
-
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml") if p.stem not in BLOCKS)
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -28,8 +25,10 @@ def test_every_option_composes_and_validates(group, option):
     cfg = compose_config([f"{group}={option}", *extra])
     OmegaConf.resolve(cfg)
     validate_config(cfg)
-    if group != "experiment":
-        assert cfg[group]["name" if "name" in cfg[group] else next(iter(cfg[group]))] is not None
+    if group in ("model", "adapter", "optimizer", "task"):
+        assert cfg[group].get("name", cfg[group].get("kind")) == option
+    elif group == "trainer":
+        assert cfg.trainer.accelerator and cfg.trainer.max_steps >= 1
 
 
 def test_every_group_has_options():
@@ -37,12 +36,31 @@ def test_every_group_has_options():
         assert options(group), f"config group {group} is empty"
 
 
-def test_default_is_the_papers_method():
-    cfg = compose_config([])
-    assert cfg.adapter.kind == "moe_lora"
-    assert cfg.optimizer.riemannian and cfg.optimizer.gate_rescale
-    assert cfg.model.name == "smollm2_135m"
-    assert cfg.task.name == "demo"
+def test_default_is_the_papers_method_on_the_demo_with_nothing_hidden():
+    cfg = compose_config([], hydra=True)
+    assert cfg.adapter.kind == "moe_lora" and cfg.optimizer.name == "gradamw"
+    assert cfg.model.name == "smollm2_135m" and cfg.task.name == "demo"
+    assert cfg.hydra.runtime.choices.experiment is None  # no experiment applied behind the user
+    assert cfg.optimizer.lr == 5e-3 and cfg.trainer.max_steps == 96
+    assert (cfg.task.max_examples.validation, cfg.task.max_examples.test) == (32, 100)
+
+
+def test_choosing_an_optimizer_or_trainer_gives_its_own_settings():
+    """`optimizer=sgd trainer=gpu` runs SGD's lr and the GPU trainer's steps, nothing of the demo."""
+    cfg = compose_config(["optimizer=sgd", "trainer=gpu"])
+    assert cfg.optimizer.lr == 1.6e-2 and cfg.trainer.max_steps == 2000
+    sgd = compose_config(["optimizer=sgd"]).optimizer
+    gradamw = compose_config([]).optimizer
+    assert {k for k in sgd if sgd[k] != gradamw[k]} == {"name", "lr"}
+    ddp, gpu = compose_config(["trainer=ddp"]).trainer, compose_config(["trainer=gpu"]).trainer
+    assert ddp.max_steps == gpu.max_steps and ddp.strategy == "ddp"
+
+
+def test_adapter_gate_rescale_is_chosen_by_the_optimizer_name_only():
+    from loralab.validation import ConfigError
+
+    with pytest.raises(ConfigError, match="adapter.gate_rescale is chosen by the optimizer"):
+        validate_config(compose_config(["+adapter.gate_rescale=true"]))
 
 
 def test_sharded_trainers_refuse_riemannian_optimizers():
@@ -66,7 +84,8 @@ def test_paper_experiments_state_the_papers_settings(name):
         assert cfg.optimizer.scheduler.warmup_steps == 100
         return
     assert (cfg.adapter.num_experts, cfg.adapter.top_k, cfg.adapter.rank) == (20, 10, 4)
-    assert cfg.optimizer.lr == (3e-5 if cfg.optimizer.base == "sgd" else 1e-5)
+    base = variant(cfg.optimizer.name).base
+    assert cfg.optimizer.lr == (3e-5 if base == "sgd" else 1e-5)
     assert cfg.optimizer.router_lr == 3e-8
     assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 80
     assert cfg.optimizer.scheduler.total_steps == 2222
@@ -74,7 +93,7 @@ def test_paper_experiments_state_the_papers_settings(name):
     assert cfg.data.target_layout == "reference"
     assert cfg.evaluation.generate_every == 100 and cfg.evaluation.max_new_tokens == 10
     assert not cfg.optimizer.bias_correction and cfg.optimizer.eps == 1e-6
-    assert cfg.optimizer.precondition_b_with_updated_a == (cfg.optimizer.base == "adamw")
+    assert cfg.optimizer.precondition_b_with_updated_a == (base == "adamw")
 
 
 def test_paper_sweeps_name_the_papers_variants():

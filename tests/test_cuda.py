@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from loralab.adapters import adapter_modules
-from loralab.optim import OPTIMIZER_NAMES, build_optimizer
+from loralab.optim import OPTIMIZER_NAMES
 from loralab.train import run
 from tests.adapters.test_layer import D_IN, make_layer, reference, value_and_grads
 from tests.helpers import compose_config
-from tests.optim.helpers import adapted_llama
+from tests.optim.helpers import adapted_llama, build_for
 
 pytestmark = [
     pytest.mark.cuda,
@@ -57,7 +57,7 @@ def test_optimizer_step_on_cuda_matches_cpu(name):
     gpu_model = copy.deepcopy(cpu_model).to(CUDA)
     config = {"name": name, "lr": 1e-2, "router_lr": 1e-3, "delta": 1e-6}
     for model in (cpu_model, gpu_model):
-        optimizer, _ = build_optimizer(model, config)
+        optimizer, _ = build_for(model, config)
         device = next(model.parameters()).device
         for step in range(3):
             ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(step))
@@ -79,7 +79,7 @@ def test_foreach_updates_on_cuda_match_the_per_tensor_loop(name):
     fused_model = copy.deepcopy(looped_model)
     config = {"name": name, "lr": 1e-2, "router_lr": 1e-3, "weight_decay": 0.1, "momentum": 0.9}
     for model, foreach in ((looped_model, False), (fused_model, True)):
-        optimizer, _ = build_optimizer(model, config | {"foreach": foreach})
+        optimizer, _ = build_for(model, config | {"foreach": foreach})
         for step in range(3):
             ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(step))
             optimizer.zero_grad()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+from loralab import CONF_DIR
 from loralab.figures import main as figures
 from loralab.logs.wandb_offline import find_run_file, read_history
 from tests.helpers import run_cli
@@ -255,7 +256,7 @@ def test_eval_help_is_loralab_evals_own(tmp_path):
     assert "loralab-eval: accuracy of a saved adapter" in done.stdout
     assert "adapter_dir: null" in done.stdout and "mode=generate" in done.stdout
     # the groups it lists are exactly the ones it takes: model and task, with every option
-    conf = Path(__file__).parents[1] / "conf"
+    conf = Path(CONF_DIR)
     for group in ("model", "task"):
         options = ", ".join(sorted(p.stem for p in (conf / group).glob("*.yaml")))
         assert f"{group}: {options}" in done.stdout
@@ -274,7 +275,7 @@ def test_offline_wandb_run_is_named_and_grouped_by_experiment_and_variant(tiny_r
     summary = json.loads((run_dir / "summary.json").read_text())
     assert runs[0].display_name == summary["run_name"] == "demo-moe_lora-gradamw-s0"
     assert runs[0].run_group == "demo-moe_lora-gradamw"
-    assert runs[0].job_type == "demo_cpu"
+    assert runs[0].job_type == "default"  # no experiment: the defaults
 
 
 def test_router_statistics_are_summaries_unless_asked_per_layer(tiny_run):

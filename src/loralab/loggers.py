@@ -61,7 +61,7 @@ def build_loggers(
             project=wandb_cfg["project"],
             entity=wandb_cfg["entity"],
             group=wandb_cfg["group"],
-            job_type=wandb_cfg.get("job_type") or experiment_name(),
+            job_type=wandb_cfg.get("job_type") or experiment_name() or "default",
             tags=list(wandb_cfg["tags"]),
             offline=mode == "offline",
             mode=mode,

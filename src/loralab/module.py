@@ -6,13 +6,16 @@ import os
 import random
 import signal
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
 from loralab.data.encoding import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from loralab.optim import OptimizerConfig
 from loralab.evaluation.scoring import predict_options
 
 
@@ -68,7 +71,7 @@ class AdapterModule(L.LightningModule):
     def __init__(
         self,
         model,
-        optimizer_cfg: Mapping[str, Any],
+        optimizer_cfg: OptimizerConfig | Mapping[str, Any],
         router_stats_every: int = 10,
         router_stats_per_layer: bool = False,
         nonfinite: str = "stop",

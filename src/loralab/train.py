@@ -54,6 +54,7 @@ def run(cfg: DictConfig, run_dir: Path):
     from loralab.loggers import build_loggers, first_and_last, metrics_path, truncate_metrics
     from loralab.models import load_model
     from loralab.module import AdapterModule
+    from loralab.optim import OptimizerConfig
     from loralab.plotting import plot_run_curves
     from loralab.precision import resolve_precision
     from loralab.progress import StepProgressBar
@@ -72,7 +73,9 @@ def run(cfg: DictConfig, run_dir: Path):
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    adapter_values = dict(resolved["adapter"], gate_rescale=resolved["optimizer"]["gate_rescale"])
+    # the one place the optimizer's name becomes the adapters' gate-rescaling switch
+    optimizer_cfg = OptimizerConfig.from_mapping(resolved["optimizer"])
+    adapter_values = dict(resolved["adapter"], gate_rescale=optimizer_cfg.gate_rescale)
     adapter_cfg = AdapterConfig.from_mapping(adapter_values)
 
     model, tokenizer = load_model(resolved["model"])
@@ -107,7 +110,7 @@ def run(cfg: DictConfig, run_dir: Path):
     datamodule = TaskDataModule(task, tokenizer, data_cfg)
     module = AdapterModule(
         model,
-        resolved["optimizer"],
+        optimizer_cfg,
         router_stats_every=cfg.evaluation.router_stats_every,
         router_stats_per_layer=cfg.evaluation.router_stats_per_layer,
         nonfinite=cfg.nonfinite,

@@ -36,7 +36,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     from loralab.data.encoding import OVERFLOW_MODES, TARGET_LAYOUTS
     from loralab.data.tasks import SPLITS, task_config_errors
     from loralab.models.loading import DTYPES, SOURCES, linear_module_names
-    from loralab.optim import validate_optimizer_config
+    from loralab.optim import OptimizerConfig
 
     errors: list[str] = []
 
@@ -54,8 +54,15 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         errors.append(f"model.source={model['source']!r} must be one of {list(SOURCES)}")
     if model["dtype"] not in DTYPES:
         errors.append(f"model.dtype={model['dtype']!r} must be one of {list(DTYPES)}")
-    adapter = check(lambda: AdapterConfig.from_mapping(_plain(cfg["adapter"])))
-    check(lambda: validate_optimizer_config(_plain(cfg["optimizer"])))
+    adapter_values = _plain(cfg["adapter"])
+    if "gate_rescale" in adapter_values:
+        errors.append(
+            "adapter.gate_rescale is chosen by the optimizer's name: pick a gate-rescaled "
+            "variant (optimizer=gsgd, grsgd, gadamw or gradamw) instead of setting it"
+        )
+        adapter_values = {k: v for k, v in adapter_values.items() if k != "gate_rescale"}
+    adapter = check(lambda: AdapterConfig.from_mapping(adapter_values))
+    optimizer = check(lambda: OptimizerConfig.from_mapping(_plain(cfg["optimizer"])))
     names = check(lambda: linear_module_names(model))
     if adapter is not None and names is not None:
         check(lambda: resolve_targets(adapter.target_modules, names))
@@ -78,14 +85,14 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if scheduler and isinstance(max_steps, int) and isinstance(scheduler.get("warmup_steps"), int):
         length = scheduler.get("total_steps") or max_steps
         if not isinstance(length, int):
-            length = max_steps  # a bad total_steps is reported by validate_optimizer_config
+            length = max_steps  # a bad total_steps is reported by OptimizerConfig
         if scheduler["name"] != "constant" and scheduler["warmup_steps"] >= length:
             errors.append(
                 f"optimizer.scheduler.warmup_steps={scheduler['warmup_steps']} must be below the "
                 f"schedule length {length} (optimizer.scheduler.total_steps or trainer.max_steps)"
             )
     strategy = str(cfg["trainer"].get("strategy", "auto"))
-    if cfg["optimizer"]["riemannian"] and strategy.startswith(SHARDING_STRATEGIES):
+    if optimizer is not None and optimizer.riemannian and strategy.startswith(SHARDING_STRATEGIES):
         errors.append(
             f"trainer.strategy={strategy} shards parameters, but optimizer={cfg['optimizer']['name']}"
             " preconditions whole (A, B) pairs; use trainer=ddp, or a non-Riemannian optimizer"
@@ -217,7 +224,6 @@ TYPED_KEYS = {
     "trainer.num_sanity_val_steps": (_whole(-1), "an integer >= -1 (-1: all)"),
     "trainer.enable_checkpointing": (_is_bool, "true or false"),
     "trainer.deterministic": (_is_bool, "true or false"),
-    "logger.csv": (_is_bool, "true or false"),
     "logger.wandb.enabled": (_is_bool, "true or false"),
     "logger.wandb.entity": (_text(True), "null or a W&B entity name"),
     "logger.wandb.job_type": (_text(True), "null or a name"),

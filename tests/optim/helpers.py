@@ -2,7 +2,8 @@
 
 import torch
 
-from loralab.adapters import AdapterConfig, inject_adapters
+from loralab.adapters import AdapterConfig, inject_adapters, set_gate_rescale
+from loralab.optim import OptimizerConfig, build_optimizer
 from tests.helpers import make_tiny_llama
 
 KINDS = {
@@ -64,3 +65,11 @@ def gram_condition_numbers(layer, delta: float) -> tuple[float, float]:
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def build_for(model: torch.nn.Module, config, total_steps: int | None = None):
+    """`build_optimizer` on a model whose adapters were built for another variant: first give
+    the adapters the gate rescaling the optimizer's name stands for (what `loralab.train` does
+    when it builds them)."""
+    set_gate_rescale(model, OptimizerConfig.from_mapping(config).gate_rescale)
+    return build_optimizer(model, config, total_steps=total_steps)

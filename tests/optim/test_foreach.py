@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from loralab.adapters import adapter_modules
-from loralab.optim import OPTIMIZER_NAMES, build_optimizer
+from loralab.optim import OPTIMIZER_NAMES
 from loralab.optim.optimizer import AdapterOptimizer
 
-from .helpers import adapted_llama, backward
+from .helpers import adapted_llama, backward, build_for
 
 SETTINGS = {
     "plain": {},
@@ -23,7 +23,7 @@ SETTINGS = {
 
 
 def _train(model, config, steps=4, skip_router_at=None):
-    optimizer, _ = build_optimizer(model, config)
+    optimizer, _ = build_for(model, config)
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
         backward(model, seed=step)
@@ -80,7 +80,7 @@ def test_foreach_updates_float64_parameters_in_float64():
 
 
 def test_default_is_multi_tensor_on_gpus_and_the_loop_on_cpu():
-    optimizer, _ = build_optimizer(adapted_llama("lora"), {"name": "sgd", "lr": 0.1})
+    optimizer, _ = build_for(adapted_llama("lora"), {"name": "sgd", "lr": 0.1})
     assert optimizer.foreach is None
     assert not optimizer._use_foreach(torch.device("cpu"))
     assert optimizer._use_foreach(torch.device("cuda"))
@@ -88,4 +88,4 @@ def test_default_is_multi_tensor_on_gpus_and_the_loop_on_cpu():
 
 def test_foreach_is_an_optimizer_config_switch():
     with pytest.raises(ValueError, match="optimizer.foreach='yes'"):
-        build_optimizer(adapted_llama("lora"), {"name": "sgd", "lr": 0.1, "foreach": "yes"})
+        build_for(adapted_llama("lora"), {"name": "sgd", "lr": 0.1, "foreach": "yes"})

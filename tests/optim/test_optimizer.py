@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from loralab.adapters import adapter_modules
-from loralab.optim import build_optimizer, preconditioner
+from loralab.optim import preconditioner
 
 from .helpers import (
     adapted_llama,
     backward,
+    build_for,
     explicit_riemannian_grads,
     gram_condition_numbers,
     snapshot,
@@ -39,7 +40,7 @@ def test_rsgd_step_is_the_explicit_formula_per_expert(kind, stacked, monkeypatch
         n: explicit_riemannian_grads(layer, DELTA, dtype=torch.float64) for n, layer in layers
     }
     conditions = {n: gram_condition_numbers(layer, DELTA) for n, layer in layers}
-    optimizer, _ = build_optimizer(model, _config("rsgd"))
+    optimizer, _ = build_for(model, _config("rsgd"))
     optimizer.step()
     eps = torch.finfo(torch.float32).eps
     for name, layer in adapter_modules(model):
@@ -64,7 +65,7 @@ def test_radamw_equals_torch_adamw_on_explicitly_preconditioned_gradients():
     model = adapted_llama("moe_moslora")
     twin = copy.deepcopy(model)
     config = _config("radamw", lr=1e-3, router_lr=1e-3, weight_decay=0.01, eps=1e-8)
-    optimizer, _ = build_optimizer(model, config | {"router_clip": None})
+    optimizer, _ = build_for(model, config | {"router_clip": None})
     twin_layers = [layer for _, layer in adapter_modules(twin)]
     reference = torch.optim.AdamW(
         [p for layer in twin_layers for p in (layer.lora_A, layer.lora_B, layer.mixer)]
@@ -96,7 +97,7 @@ def test_router_is_plain_sgd_at_its_own_lr_never_preconditioned():
         n: (layer.router.weight.clone(), layer.router.weight.grad.clone())
         for n, layer in adapter_modules(model)
     }
-    optimizer, _ = build_optimizer(model, _config("rsgd", router_lr=0.5, router_clip=None))
+    optimizer, _ = build_for(model, _config("rsgd", router_lr=0.5, router_clip=None))
     optimizer.step()
     for name, layer in adapter_modules(model):
         weight, grad = routers[name]
@@ -111,7 +112,7 @@ def test_only_router_gradients_are_clipped():
     router_grads = [layer.router.weight.grad for layer in layers]
     assert torch.linalg.vector_norm(torch.stack([g.norm() for g in router_grads])) > 10
     before = snapshot(model)
-    optimizer, _ = build_optimizer(model, _config("sgd", lr=1.0, router_lr=1.0, router_clip=1.0))
+    optimizer, _ = build_for(model, _config("sgd", lr=1.0, router_lr=1.0, router_clip=1.0))
     optimizer.step()
     router_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in router_grads]))
     assert router_norm <= 1.0 + 1e-5
@@ -131,7 +132,7 @@ def test_preconditioning_is_batched_not_per_layer_or_expert(monkeypatch):
     monkeypatch.setattr(torch.linalg, "solve_ex", counting_solve_ex)
     model = adapted_llama("moe_lora")  # 8 layers x 4 experts; A: one shape, B: two shapes
     backward(model)
-    optimizer, _ = build_optimizer(model, _config("rsgd"))
+    optimizer, _ = build_for(model, _config("rsgd"))
     optimizer.step()
     # one solve per factor over all 32 experts, whatever the layers' shapes
     assert sorted(shape[0] for shape in calls) == [32, 32]
@@ -140,7 +141,7 @@ def test_preconditioning_is_batched_not_per_layer_or_expert(monkeypatch):
 @pytest.mark.parametrize("factor", ["A", "B"])
 def test_non_finite_preconditioned_gradient_names_layer_and_step(factor):
     model = adapted_llama("moe_lora")
-    optimizer, _ = build_optimizer(model, _config("rsgd"))
+    optimizer, _ = build_for(model, _config("rsgd"))
     backward(model)
     optimizer.step()
     layer = model.model.layers[1].self_attn.v_proj
@@ -159,7 +160,7 @@ def test_only_parameters_with_gradients_move():
     frozen = model.model.layers[0].self_attn.q_proj
     frozen.lora_B.grad = None
     before = frozen.lora_B.clone()
-    optimizer, _ = build_optimizer(model, _config("radamw"))
+    optimizer, _ = build_for(model, _config("radamw"))
     optimizer.step()
     assert torch.equal(frozen.lora_B, before)
     assert frozen.lora_B not in optimizer.state
@@ -169,9 +170,9 @@ def test_without_bias_correction_equals_hand_written_update():
     model = adapted_llama("lora")
     lr, eps, (beta1, beta2) = 1e-3, 1e-6, (0.9, 0.999)
     config = _config("radamw", lr=lr, eps=eps, bias_correction=False)
-    optimizer, _ = build_optimizer(model, config)
+    optimizer, _ = build_for(model, config)
     corrected = copy.deepcopy(model)
-    other, _ = build_optimizer(corrected, config | {"bias_correction": True})
+    other, _ = build_for(corrected, config | {"bias_correction": True})
     layer = model.model.layers[0].self_attn.k_proj
     expected = layer.lora_B.detach().clone()
     m = v = torch.zeros_like(expected)
@@ -200,8 +201,8 @@ def test_precondition_b_with_updated_a_uses_the_new_a():
     grad_a, _ = explicit_riemannian_grads(layer, DELTA)
     new_a = a_before - 0.01 * grad_a
     _, grad_b = explicit_riemannian_grads(layer, DELTA, a=new_a)
-    quirk, _ = build_optimizer(model, _config("rsgd", precondition_b_with_updated_a=True))
-    plain, _ = build_optimizer(default, _config("rsgd"))
+    quirk, _ = build_for(model, _config("rsgd", precondition_b_with_updated_a=True))
+    plain, _ = build_for(default, _config("rsgd"))
     quirk.step()
     plain.step()
     torch.testing.assert_close(layer.lora_A, new_a, atol=1e-6, rtol=0)

@@ -6,10 +6,9 @@ from peft import LoraConfig, get_peft_model
 from peft.optimizers import create_riemannian_optimizer
 
 from loralab.adapters import adapter_modules
-from loralab.optim import build_optimizer
 from tests.helpers import make_tiny_llama
 
-from .helpers import adapted_llama, backward, snapshot
+from .helpers import adapted_llama, backward, build_for, snapshot
 
 DELTA = 1e-6
 
@@ -33,7 +32,7 @@ def test_matches_peft_create_riemannian_optimizer(name, base, kwargs):
             lora.lora_A["default"].weight.copy_(layer.lora_A[0])
             lora.lora_B["default"].weight.copy_(layer.lora_B[0])
     lr, start = 1e-3, snapshot(ours)
-    our_optimizer, _ = build_optimizer(ours, {"name": name, "lr": lr, "delta": DELTA} | kwargs)
+    our_optimizer, _ = build_for(ours, {"name": name, "lr": lr, "delta": DELTA} | kwargs)
     peft_optimizer = create_riemannian_optimizer(theirs, base, lr=lr, reg=DELTA, **kwargs)
     for step in range(3):
         backward(ours, seed=step)

@@ -3,9 +3,7 @@
 import pytest
 import torch
 
-from loralab.optim import build_optimizer
-
-from .helpers import adapted_llama, backward, snapshot
+from .helpers import adapted_llama, backward, build_for, snapshot
 
 CONFIGS = {
     "radamw": {"name": "gradamw", "lr": 1e-3, "router_lr": 1e-3, "weight_decay": 0.01},
@@ -26,7 +24,7 @@ def _train(model, optimizer, scheduler, steps):
 def test_restored_run_takes_the_identical_next_step(variant, tmp_path):
     config = CONFIGS[variant] | {"scheduler": SCHEDULE}
     model = adapted_llama("moe_moslora")
-    optimizer, scheduler = build_optimizer(model, config, total_steps=10)
+    optimizer, scheduler = build_for(model, config, total_steps=10)
     _train(model, optimizer, scheduler, range(3))
     checkpoint = {
         "adapters": snapshot(model),
@@ -39,7 +37,7 @@ def test_restored_run_takes_the_identical_next_step(variant, tmp_path):
     fresh = adapted_llama("moe_moslora", seed=1)  # other adapter init: the load must matter
     restored = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     fresh.load_state_dict(restored["adapters"], strict=False)
-    fresh_optimizer, fresh_scheduler = build_optimizer(fresh, config, total_steps=10)
+    fresh_optimizer, fresh_scheduler = build_for(fresh, config, total_steps=10)
     fresh_optimizer.load_state_dict(restored["optimizer"])
     fresh_scheduler.load_state_dict(restored["scheduler"])
     assert [g["step"] for g in fresh_optimizer.param_groups] == [3, 3]

@@ -1,16 +1,13 @@
 """Every variant, from its shipped config, trains a tiny MoE-LoRA model."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from loralab.adapters import AdapterConfig, inject_adapters
-from loralab.optim import OPTIMIZER_NAMES, build_optimizer
-from tests.helpers import make_tiny_llama
+from loralab.optim import OPTIMIZER_NAMES
+from tests.helpers import compose_config, make_tiny_llama
+from tests.optim.helpers import build_for
 
-CONF = Path(__file__).parents[2] / "conf" / "optimizer"
 # Demo learning rates for 20 steps (the paper's 3e-5 / 1e-5 are for 2000 steps of a 3B model).
 LR = {"sgd": 1.0, "gsgd": 1.0, "rsgd": 0.1, "grsgd": 0.1}
 
@@ -21,8 +18,9 @@ def test_variant_reduces_training_loss(name):
     adapter = AdapterConfig(kind="moe_lora", rank=4, alpha=8, dropout=0.0, num_experts=4, top_k=2)
     inject_adapters(model, adapter)
     lr = LR.get(name, 1e-2)
-    config = OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml"), {"lr": lr, "router_lr": lr})
-    optimizer, scheduler = build_optimizer(model, config, total_steps=20)
+    shipped = compose_config([f"optimizer={name}"]).optimizer  # as loralab-train composes it
+    config = dict(shipped, lr=lr, router_lr=lr)
+    optimizer, scheduler = build_for(model, config, total_steps=20)
     ids = torch.randint(0, 128, (4, 16), generator=torch.Generator().manual_seed(0))
     losses = []
     for _ in range(20):

@@ -40,7 +40,8 @@ from loralab.adapters.gated_product import gated_product
 class AdapterLinear(nn.Module):
     """Wraps `base` (frozen, kept as `self.base`) and adds the adapter path to its output.
 
-    `gate_rescale` may be switched after construction (the optimizer config decides it).
+    `gate_rescale` comes from the optimizer's name (`OptimizerConfig.gate_rescale`), set when the
+    adapters are built.
     With `track_router_stats`, each forward stores `router_load` (fraction of the N*k top-k
     selections that went to each expert) and `router_entropy` (mean entropy of the full softmax),
     detached. With `load_balance_coef > 0`, each forward stores the Switch-Transformer loss

@@ -2,15 +2,18 @@
 
 The eight variants are named as in the paper (`OPTIMIZER_NAMES`): sgd, gsgd, rsgd, grsgd,
 adamw, gadamw, radamw, gradamw = base {sgd, adamw} x preconditioner {none, riemannian} x
-gate_rescale {off, on}. The "g" switch lives in the adapter forward; `build_optimizer` sets it.
+gate_rescale {off, on}. The name alone chooses the three (`VARIANTS`); the "g" switch lives in
+the adapter forward, so it is set when the adapters are built.
 
 The Python API (what the Hydra entry points use too)::
 
-    from loralab.optim import build_optimizer, validate_optimizer_config
+    from loralab.adapters import AdapterConfig, inject_adapters
+    from loralab.optim import OptimizerConfig, build_optimizer
 
-    cfg = {"name": "grsgd", "lr": 3e-5, "router_lr": 3e-8,
-           "scheduler": {"name": "linear", "warmup_steps": 0, "final_lr_fraction": 0.1}}
-    validate_optimizer_config(cfg)              # before loading any model; returns a full dict
+    cfg = OptimizerConfig.from_mapping({"name": "grsgd", "lr": 3e-5, "router_lr": 3e-8,
+           "scheduler": {"name": "linear", "warmup_steps": 0, "final_lr_fraction": 0.1}})
+    inject_adapters(model, AdapterConfig(kind="moe_lora", num_experts=20, top_k=10, rank=4,
+                                         gate_rescale=cfg.gate_rescale))
     optimizer, scheduler = build_optimizer(model, cfg, total_steps=2000)
     loss.backward(); optimizer.step(); scheduler.step(); optimizer.zero_grad()
 
@@ -22,18 +25,29 @@ Lower-level pieces: `AdapterOptimizer(layers, lr=..., ...)` over `adapter_module
 `precondition(layers, "A" | "B", delta, step)` and `build_scheduler(optimizer, name, ...)`.
 """
 
-from loralab.optim.factory import OPTIMIZER_NAMES, build_optimizer, validate_optimizer_config
+from loralab.optim.build import build_optimizer
+from loralab.optim.config import (
+    OPTIMIZER_NAMES,
+    SCHEDULER_NAMES,
+    VARIANTS,
+    OptimizerConfig,
+    Variant,
+    variant,
+)
 from loralab.optim.optimizer import AdapterOptimizer
 from loralab.optim.preconditioner import precondition
-from loralab.optim.schedulers import SCHEDULER_NAMES, build_scheduler, lr_factor
+from loralab.optim.schedulers import build_scheduler, lr_factor
 
 __all__ = [
     "OPTIMIZER_NAMES",
     "SCHEDULER_NAMES",
+    "VARIANTS",
     "AdapterOptimizer",
+    "OptimizerConfig",
+    "Variant",
     "build_optimizer",
     "build_scheduler",
     "lr_factor",
     "precondition",
-    "validate_optimizer_config",
+    "variant",
 ]

@@ -44,9 +44,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from loralab.adapters import AdapterLinear
+from loralab.optim.config import BASES
 from loralab.optim.preconditioner import precondition
-
-BASES = ("sgd", "adamw")
 
 
 class AdapterOptimizer(torch.optim.Optimizer):

@@ -19,7 +19,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-SCHEDULER_NAMES = ("linear", "cosine", "constant")
+from loralab.optim.config import SCHEDULER_NAMES
 
 
 def lr_factor(

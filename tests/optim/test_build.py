@@ -1,31 +1,35 @@
-"""Config validation (before any model exists), the shipped configs, and build-time errors."""
+"""OptimizerConfig (checked before any model exists), the shipped configs, and build-time errors."""
 
 from pathlib import Path
 
 import pytest
 import yaml
-from omegaconf import OmegaConf
 
+from loralab import CONF_DIR
 from loralab.adapters import adapter_modules
-from loralab.optim import OPTIMIZER_NAMES, build_optimizer, validate_optimizer_config
-from loralab.optim.factory import KEYS, SCHEDULER_KEYS
+from loralab.optim import OPTIMIZER_NAMES, VARIANTS, OptimizerConfig, build_optimizer
+from loralab.optim.config import SCHEDULER_KEYS
+from tests.helpers import compose_config
 
 from .helpers import adapted_llama
 
-CONF = Path(__file__).parents[2] / "conf" / "optimizer"
 GOOD = {"name": "rsgd", "lr": 0.1}
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
-def test_shipped_configs_are_complete_and_valid(name):
-    raw = yaml.safe_load((CONF / f"{name}.yaml").read_text())
-    assert set(raw) == set(KEYS)  # every key explicit
-    assert set(raw["scheduler"]) == set(SCHEDULER_KEYS)
-    cfg = validate_optimizer_config(OmegaConf.load(CONF / f"{name}.yaml"))
-    assert cfg["name"] == name
-    assert cfg["router_lr"] == 3e-8 and cfg["delta"] == 1e-6 and cfg["router_clip"] == 1.0
-    assert cfg["lr"] == (3e-5 if cfg["base"] == "sgd" else 1e-5)
-    assert cfg["scheduler"] == {
+def test_shipped_configs_name_the_variant_and_inherit_the_rest(name):
+    raw = yaml.safe_load((Path(CONF_DIR) / "optimizer" / f"{name}.yaml").read_text())
+    assert set(raw) == {"defaults", "name"}  # the name alone; settings come from the blocks
+    composed = compose_config([f"optimizer={name}"]).optimizer
+    fields = {f for f in OptimizerConfig.__dataclass_fields__}
+    assert set(composed) == fields  # every setting explicit in `--cfg job`
+    assert set(composed.scheduler) == set(SCHEDULER_KEYS)
+    cfg = OptimizerConfig.from_mapping(composed)
+    assert cfg.name == name and VARIANTS[name] == (cfg.base, cfg.riemannian, cfg.gate_rescale)
+    assert cfg.router_lr == 3e-8 and cfg.delta == 1e-6 and cfg.router_clip == 1.0
+    assert cfg.eps == OptimizerConfig.eps == 1e-6  # the YAML and the Python default agree
+    assert cfg.lr == (1.6e-2 if cfg.base == "sgd" else 5e-3)
+    assert cfg.scheduler == {
         "name": "linear",
         "warmup_steps": 0,
         "final_lr_fraction": 0.1,
@@ -46,13 +50,15 @@ def test_schedule_length_can_differ_from_the_run():
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1 - 500 / 2222)
     with pytest.raises(ValueError, match="scheduler.total_steps"):
-        validate_optimizer_config(config | {"scheduler": {"name": "linear", "total_steps": 0}})
+        OptimizerConfig.from_mapping(config | {"scheduler": {"name": "linear", "total_steps": 0}})
 
 
-def test_defaults_follow_the_name():
-    cfg = validate_optimizer_config({"name": "gradamw", "lr": 1e-5})
-    assert (cfg["base"], cfg["riemannian"], cfg["gate_rescale"]) == ("adamw", True, True)
-    assert cfg["router_lr"] is None and cfg["scheduler"] is None and cfg["betas"] == (0.9, 0.999)
+def test_switches_follow_the_name():
+    cfg = OptimizerConfig.from_mapping({"name": "gradamw", "lr": 1e-5})
+    assert (cfg.base, cfg.riemannian, cfg.gate_rescale) == ("adamw", True, True)
+    assert cfg.router_lr is None and cfg.scheduler is None and cfg.betas == (0.9, 0.999)
+    agreeing = {"name": "gradamw", "lr": 1e-5, "base": "adamw", "gate_rescale": True}
+    assert OptimizerConfig.from_mapping(agreeing) == cfg  # stating them is allowed, not needed
 
 
 @pytest.mark.parametrize(
@@ -73,11 +79,11 @@ def test_defaults_follow_the_name():
         ({"momentum": 1.0}, r"optimizer.momentum=1.0 is invalid: must be a number in \[0, 1\)"),
         ({"weight_decay": -0.1}, "optimizer.weight_decay=-0.1"),
         ({"router_clip": -1}, "optimizer.router_clip=-1"),
-        ({"base": "adam"}, "optimizer.base='adam' is invalid: must be one of sgd, adamw"),
+        ({"base": "adamw"}, "name='rsgd' means base=sgd.*sets base=adamw.*optimizer=radamw"),
         ({"router_optimizer": "lion"}, "optimizer.router_optimizer='lion'"),
         ({"bias_correction": "yes"}, "optimizer.bias_correction='yes' is invalid: must be true"),
-        ({"riemannian": False}, "name='rsgd' means .*riemannian=True.*optimizer='sgd'"),
-        ({"gate_rescale": True}, "that is optimizer='grsgd'"),
+        ({"riemannian": False}, "name='rsgd' means .*riemannian=True.*choose optimizer=sgd"),
+        ({"gate_rescale": True}, "choose optimizer=grsgd"),
         ({"learning_rate": 0.1}, r"unknown optimizer key\(s\) \['learning_rate'\]; allowed keys"),
         ({"scheduler": {"name": "step"}}, "scheduler.name='step'.*linear, cosine, constant"),
         ({"scheduler": {"warmup_steps": 2}}, "scheduler.name=None"),
@@ -90,21 +96,27 @@ def test_defaults_follow_the_name():
 )
 def test_bad_values_name_key_value_and_what_is_allowed(override, match):
     with pytest.raises(ValueError, match=match):
-        validate_optimizer_config(GOOD | override)
+        OptimizerConfig.from_mapping(GOOD | override)
 
 
 def test_lr_is_required():
     with pytest.raises(ValueError, match="optimizer.lr is required"):
-        validate_optimizer_config({"name": "sgd"})
+        OptimizerConfig.from_mapping({"name": "sgd"})
 
 
 @pytest.mark.parametrize(("name", "on"), [("gsgd", True), ("sgd", False)])
-def test_factory_sets_gate_rescale_on_every_adapter(name, on):
+def test_builder_checks_gate_rescaling_and_never_changes_the_adapters(name, on):
     model = adapted_llama("moe_lora")
     for _, layer in adapter_modules(model):
         layer.gate_rescale = not on
+    with pytest.raises(ValueError, match=f"'{name}' .*gate_rescale={not on}: build the adapters"):
+        build_optimizer(model, {"name": name, "lr": 0.1})
+    assert all(layer.gate_rescale is (not on) for _, layer in adapter_modules(model))
+    for _, layer in adapter_modules(model):
+        layer.gate_rescale = on
     build_optimizer(model, {"name": name, "lr": 0.1})
-    assert all(layer.gate_rescale is on for _, layer in adapter_modules(model))
+    lora = adapted_llama("lora")  # no router: nothing to rescale, any variant builds
+    build_optimizer(lora, {"name": "gsgd", "lr": 0.1})
 
 
 def test_groups_and_no_scheduler_without_config():
