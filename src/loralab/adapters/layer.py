@@ -25,16 +25,15 @@ Parameter contract (the optimizers rely on it): `lora_A` (E, r, d_in), `lora_B` 
 `mixer` (E, r, r) or None, `router` nn.Linear(d_in, E, bias=False) or None (E > 1 only).
 """
 
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from loralab.adapters.config import AdapterConfig
 from loralab.adapters.gated_product import gated_product
+from loralab.adapters.router import expert_load, top_k_gate
 
 
 class AdapterLinear(nn.Module):
@@ -97,28 +96,11 @@ class AdapterLinear(nn.Module):
         return gated_product(y, m, gate, self.lora_B, self.scale, self.gate_rescale)
 
     def _gate(self, x: torch.Tensor) -> torch.Tensor:
-        """Top-k gate (N, E): softmax over the k largest logits, zeros elsewhere.
-
-        Computed in at least float32 so a bf16 input does not round the routing decision, with
-        autocast off: CUDA autocast would run the router matmul in bf16 anyway (and softmax in
-        float32, which then mismatched the gate's dtype).
-        """
-        work = torch.promote_types(x.dtype, torch.float32)
-        device = x.device.type
-        no_autocast = (
-            torch.autocast(device, enabled=False)
-            if torch.amp.is_autocast_available(device)
-            else contextlib.nullcontext()  # e.g. the meta device
-        )
-        with no_autocast:
-            weight = self.router.weight.to(work)
-            logits = F.linear(x, weight) if x.dtype == work else _RouterLogits.apply(x, weight)
-        top = logits.topk(self.top_k, dim=-1)
-        gate = torch.zeros_like(logits).scatter(-1, top.indices, top.values.softmax(-1))
+        """Top-k gate (N, E) from the router (router.py), recording the statistics asked for."""
+        gate, logits, chosen = top_k_gate(x, self.router.weight, self.top_k)
         if self.track_router_stats or self.load_balance_coef > 0:
             probs = logits.softmax(-1)
-            selections = torch.bincount(top.indices.flatten(), minlength=self.num_experts)
-            load = selections.to(work) / top.indices.numel()
+            load = expert_load(chosen, self.num_experts, logits.dtype)
             if self.track_router_stats:
                 self.router_load = load.detach()
                 self.router_entropy = torch.special.entr(probs).sum(-1).mean().detach()
@@ -132,33 +114,6 @@ class AdapterLinear(nn.Module):
             f"rank={self.rank}, scale={self.scale:g}, num_experts={self.num_experts}, "
             f"top_k={self.top_k}, mixer={self.mixer is not None}, gate_rescale={self.gate_rescale}"
         )
-
-
-class _RouterLogits(torch.autograd.Function):
-    """`x W^T` in W's (higher) precision for a low-precision x, saving x itself for the backward.
-
-    Autograd through `F.linear(x.float(), W)` saves the float32 copy of x: at Llama-1B shapes
-    (8 x 512 tokens, 64 routers) that was 2 GB, the whole peak-memory gap between MoE-LoRA and
-    LoRA on the GPU. x itself is saved by the base layer anyway, so keeping it costs nothing;
-    the backward redoes the cast. Same operations, so the same values and gradients.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight):
-        ctx.save_for_backward(x, weight)
-        return F.linear(x.to(weight.dtype), weight)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad @ weight).to(x.dtype)
-        if ctx.needs_input_grad[1]:
-            rows = grad.reshape(-1, grad.shape[-1])
-            grad_w = rows.T @ x.reshape(-1, x.shape[-1]).to(weight.dtype)
-        return grad_x, grad_w
 
 
 class AdapterDropout(nn.Dropout):
