@@ -50,3 +50,12 @@ def make_tiny_llama(seed: int = 0, vocab_size: int = 128, hidden_size: int = 64,
         tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()
+
+
+def answer_loss(model, batch) -> torch.Tensor:
+    """Mean cross-entropy over a batch's answer tokens: the reference loss the training tests
+    compare logged losses with."""
+    from loralab.evaluation.scoring import answer_logits
+
+    logits, targets, _ = answer_logits(model, batch)
+    return torch.nn.functional.cross_entropy(logits.float(), targets)

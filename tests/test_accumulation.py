@@ -8,11 +8,10 @@ import torch
 
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.sampler import ResumableSampler
-from loralab.data.tasks import build_task
 from loralab.models import load_model
-from loralab.module import answer_loss
+from loralab.tasks import build_task
 from loralab.train import lightning_trainer_args, run
-from tests.helpers import compose_config
+from tests.helpers import answer_loss, compose_config
 
 ACCUMULATE, STEPS, BATCH = 3, 8, 4
 OVERRIDES = [
@@ -58,7 +57,7 @@ def test_checkpoints_at_optimizer_steps(accumulated_run):
     _, summary, _ = accumulated_run
     from pathlib import Path
 
-    from loralab.checkpointing import CHECKPOINT_DIR, safe_load
+    from loralab.runs.checkpoints import CHECKPOINT_DIR, safe_load
 
     saved = sorted(Path(summary["run_dir"], CHECKPOINT_DIR).glob("step*.ckpt"))
     assert [p.name for p in saved] == [f"step{STEPS}.ckpt"]  # the latest of steps 4 and 8

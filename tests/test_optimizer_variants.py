@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from loralab.data.datamodule import TaskDataModule
-from loralab.data.tasks import build_task
 from loralab.models import load_model
-from loralab.module import answer_loss
 from loralab.optim import OPTIMIZER_NAMES
+from loralab.tasks import build_task
 from loralab.train import run
-from tests.helpers import compose_config
+from tests.helpers import answer_loss, compose_config
 
 # Rates at a third to a half of each variant's stability edge on this tiny model, measured
 # over seeds 0-7 (1 and 2 threads): plain SGD moves slowly from B = 0 and needs a large rate,

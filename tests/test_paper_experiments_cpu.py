@@ -8,7 +8,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from loralab.data.tasks import build_task
+from loralab.tasks import build_task
 from loralab.train import run
 from tests.helpers import compose_config
 

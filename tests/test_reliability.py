@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loralab.checkpointing import AtomicCheckpointIO, UnsafeCheckpointError, safe_load
+from loralab.runs.checkpoints import AtomicCheckpointIO, UnsafeCheckpointError, safe_load
 from tests.helpers import compose_config, run_cli
 
 TINY = [

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from loralab import CONF_DIR
 from loralab.figures import main as figures
-from loralab.logs.wandb_offline import find_run_file, read_history
+from loralab.runs.wandb_offline import find_run_file, read_history
 from tests.helpers import run_cli
 
 
@@ -265,7 +265,7 @@ def test_eval_help_is_loralab_evals_own(tmp_path):
 
 def test_offline_wandb_run_is_named_and_grouped_by_experiment_and_variant(tiny_run):
     """Dashboards group by job type (the experiment) and group (the variant, all seeds)."""
-    from loralab.logs.wandb_offline import read_records
+    from loralab.runs.wandb_offline import read_records
 
     run_dir, *_ = tiny_run
     runs = [

@@ -30,9 +30,9 @@ log = logging.getLogger("loralab")
 def validate_eval_config(cfg: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` listing every invalid value of a composed ``eval`` config."""
     from loralab.data.encoding import OVERFLOW_MODES
-    from loralab.data.tasks import SPLITS, task_config_errors
     from loralab.evaluation.predict import MODES
     from loralab.models.loading import DTYPES, SOURCES
+    from loralab.tasks import SPLITS, task_config_errors
 
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     model, data = plain["model"], plain["data"]
@@ -67,11 +67,11 @@ def validate_eval_config(cfg: Mapping[str, Any]) -> None:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate as ``cfg`` says and write ``eval.json`` and ``eval.md`` into ``run_dir``."""
     from loralab.adapters import load_adapter
-    from loralab.data.loaders import DataError
-    from loralab.data.tasks import build_task
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
+    from loralab.tasks import build_task
+    from loralab.tasks.sources import DataError
 
     started = time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -125,7 +125,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"loralab-eval: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     from loralab.adapters.io import AdapterFileError
-    from loralab.data.loaders import DataError
+    from loralab.tasks.sources import DataError
 
     try:
         outcome = run(cfg, Path(HydraConfig.get().runtime.output_dir))

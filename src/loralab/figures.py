@@ -6,7 +6,7 @@ figures, each as PNG and PDF: ``runs`` (Figure 2's layout: training loss, eval l
 accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel per group,
 i.e. per optimizer in an optimizer grid, the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
 band. Also writes ``accuracy.md``: test accuracy and final training loss, mean and standard
-deviation over seeds.
+deviation over seeds. Every run also draws its own ``curves.png`` here (`plot_run_curves`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PANELS = (
+RUN_PANELS = (  # curves.png of one run
+    ("loss (all answer tokens)", ["train/loss", "val/loss"]),
+    ("decision-token loss", ["train/decision_loss", "val/decision_loss"]),
+    ("accuracy", ["val/acc", "test/acc", "train/decision_acc", "val/decision_acc"]),
+)
+PANELS = (  # runs.png of a group of runs
     ("train/loss", "training loss"),
     ("val/loss", "eval loss"),
     ("val/acc", "accuracy"),
@@ -36,6 +41,28 @@ SEED_SUFFIX = re.compile(r"-s\d+$")
 TAIL_STEPS = 20
 
 
+def plot_run_curves(metrics_csv: Path, out_png: Path, title: str = "") -> Path:
+    """Three panels over steps: the answer loss, the loss of the token that decides the
+    answer (the full loss is mostly the answer format), and the accuracies."""
+    frame = pd.read_csv(metrics_csv)
+    fig, axes = plt.subplots(1, len(RUN_PANELS), figsize=(15, 3.8))
+    for ax, (label, columns) in zip(axes, RUN_PANELS, strict=True):
+        for column in columns:
+            if column in frame:
+                rows = frame[["step", column]].dropna()
+                style = "o-" if len(rows) < 20 else "-"
+                ax.plot(rows["step"], rows[column], style, label=column, markersize=4)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png
+
+
 def load_run(run_dir: Path) -> tuple[str, pd.DataFrame, dict]:
     """(run name, metrics by step, summary) from a loralab run directory."""
     summary_file = run_dir / "summary.json"
@@ -44,7 +71,7 @@ def load_run(run_dir: Path) -> tuple[str, pd.DataFrame, dict]:
     if metrics.is_file():
         frame = pd.read_csv(metrics)
     else:
-        from loralab.logs.wandb_offline import find_run_file, read_history
+        from loralab.runs.wandb_offline import find_run_file, read_history
 
         try:
             rows = read_history(find_run_file(run_dir))

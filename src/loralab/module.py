@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -12,47 +11,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from loralab.data.encoding import IGNORE_INDEX
+from loralab.evaluation.scoring import answer_logits, decision_token, predict_options
+from loralab.runs.checkpoints import rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from loralab.optim import OptimizerConfig
-from loralab.evaluation.scoring import predict_options
-
-
-def answer_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at answer positions only, their targets, and how many each row has.
-
-    The vocabulary projection is the largest matrix of a small LM; prompts are most of each
-    sequence, so projecting only where a label exists saves a large share of the step.
-    """
-    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[
-        0
-    ]
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE_INDEX
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
-    return logits, targets[keep], keep.sum(dim=1)
-
-
-def decision_token(
-    logits: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor, offsets: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row loss and correctness at the one answer token that decides the answer (the
-    option letter, or the first token where the options part ways), over the full vocabulary.
-
-    The answer format is learnt within a few steps and then dominates the mean answer loss;
-    this token is what accuracy depends on. ``logits``/``targets``/``counts`` as from
-    ``answer_logits``; ``offsets`` (B,) the decision token's position within each answer."""
-    at = counts.cumsum(0) - counts + offsets
-    chosen = logits[at].float()
-    loss = F.cross_entropy(chosen, targets[at], reduction="none")
-    return loss, (chosen.argmax(dim=-1) == targets[at]).float()
-
-
-def answer_loss(model, batch) -> torch.Tensor:
-    """Mean cross-entropy over answer tokens (EOS included)."""
-    logits, targets, _ = answer_logits(model, batch)
-    return F.cross_entropy(logits.float(), targets)
 
 
 class NonFiniteError(FloatingPointError):
@@ -253,20 +216,3 @@ class AdapterModule(L.LightningModule):
         # global RNG when created) exists, exactly where the saved state was taken.
         self._pending_rng = checkpoint.get("loralab_rng")
         self.skipped = checkpoint.get("loralab_skipped", 0)
-
-
-def rng_state() -> dict:
-    """Python, torch (CPU and CUDA) RNG states as tensors and plain values."""
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    state["python_version"] = random.getstate()[0]
-    state["python_gauss"] = random.getstate()[2]
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

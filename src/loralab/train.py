@@ -39,7 +39,15 @@ def run(cfg: DictConfig, run_dir: Path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from loralab.adapters import AdapterConfig, inject_adapters, save_adapter
-    from loralab.checkpointing import (
+    from loralab.data.datamodule import TaskDataModule
+    from loralab.evaluation.generate_accuracy import GenerateAccuracy
+    from loralab.figures import plot_run_curves
+    from loralab.models import load_model
+    from loralab.module import AdapterModule
+    from loralab.optim import OptimizerConfig
+    from loralab.precision import resolve_precision
+    from loralab.progress import StepProgressBar
+    from loralab.runs.checkpoints import (
         CHECKPOINT_DIR,
         LAST,
         AtomicCheckpointIO,
@@ -48,16 +56,8 @@ def run(cfg: DictConfig, run_dir: Path):
         resume_mismatches,
         run_identity,
     )
-    from loralab.data.datamodule import TaskDataModule
-    from loralab.data.tasks import build_task
-    from loralab.generate_accuracy import GenerateAccuracy
-    from loralab.loggers import build_loggers, first_and_last, metrics_path, truncate_metrics
-    from loralab.models import load_model
-    from loralab.module import AdapterModule
-    from loralab.optim import OptimizerConfig
-    from loralab.plotting import plot_run_curves
-    from loralab.precision import resolve_precision
-    from loralab.progress import StepProgressBar
+    from loralab.runs.loggers import build_loggers, first_and_last, metrics_path, truncate_metrics
+    from loralab.tasks import build_task
 
     started = time.perf_counter()
     found = find_resume_checkpoint(cfg.resume, run_dir)
@@ -272,14 +272,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         print(f"loralab-train: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     route_lightning_logs()
-    from loralab.checkpointing import (
+    from loralab.module import NonFiniteError
+    from loralab.runs.checkpoints import (
         CorruptCheckpointError,
         ResumeMismatchError,
         UnsafeCheckpointError,
     )
-    from loralab.data.loaders import DataError
-    from loralab.loggers import MetricsFileError
-    from loralab.module import NonFiniteError
+    from loralab.runs.loggers import MetricsFileError
+    from loralab.tasks.sources import DataError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -318,7 +318,7 @@ def worst_score() -> float:
 
 def objective(summary: dict, metric: str) -> float:
     """The last logged value of `metric` (a metrics.csv column), what a sweeper optimises."""
-    from loralab.loggers import first_and_last
+    from loralab.runs.loggers import first_and_last
 
     _, last = first_and_last(Path(summary["metrics_csv"]), metric)
     if last is None:

@@ -34,9 +34,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` listing every invalid value in a composed training config."""
     from loralab.adapters import AdapterConfig, resolve_targets
     from loralab.data.encoding import OVERFLOW_MODES, TARGET_LAYOUTS
-    from loralab.data.tasks import SPLITS, task_config_errors
     from loralab.models.loading import DTYPES, SOURCES, linear_module_names
     from loralab.optim import OptimizerConfig
+    from loralab.tasks import SPLITS, task_config_errors
 
     errors: list[str] = []
 

@@ -5,9 +5,10 @@ import logging
 import pytest
 
 from loralab.data.datamodule import TaskDataModule
-from loralab.data.demo import generate_demo_quiz
 from loralab.data.sampler import ResumableSampler
-from loralab.data.tasks import InstructionTask, MultipleChoiceTask
+from loralab.tasks.commonsense import CommonsenseTask
+from loralab.tasks.demo import generate_demo_quiz
+from loralab.tasks.scienceqa import ScienceQATask
 
 DATA = {"max_length": 256, "overflow": "truncate", "batch_size": 4, "eval_batch_size": 8, "seed": 0}
 
@@ -26,7 +27,7 @@ def test_length_grouped_order_covers_each_example_once_per_epoch():
 
 
 def test_sort_by_length_training_loader():
-    task = MultipleChoiceTask("demo", {"train": generate_demo_quiz("train", 64)})
+    task = ScienceQATask("demo", {"train": generate_demo_quiz("train", 64)})
     from loralab.models.tiny import build_tiny_tokenizer
 
     datamodule = TaskDataModule(task, build_tiny_tokenizer(), DATA | {"sort_by_length": True})
@@ -40,7 +41,7 @@ def test_sort_by_length_training_loader():
 
 def test_over_long_examples_are_dropped_counted_and_logged(tokenizer, caplog):
     records = generate_demo_quiz("test", 6)
-    task = MultipleChoiceTask("demo", {"test": records})
+    task = ScienceQATask("demo", {"test": records})
     longest = max(len(tokenizer(task.prompt(r) + task.target(r))["input_ids"]) for r in records)
     records[2] = dict(records[2], hint="a very long context " * 100)
     limit = {"max_length": longest + 8}
@@ -55,7 +56,7 @@ def test_over_long_examples_are_dropped_counted_and_logged(tokenizer, caplog):
 
 
 def test_a_task_without_train_data_says_so(tokenizer):
-    task = MultipleChoiceTask("piqa", {"train": [], "test": generate_demo_quiz("test", 4)})
+    task = ScienceQATask("piqa", {"train": [], "test": generate_demo_quiz("test", 4)})
     datamodule = TaskDataModule(task, tokenizer, DATA)
     datamodule.setup()
     with pytest.raises(ValueError, match="task 'piqa' has no training examples"):
@@ -82,7 +83,7 @@ def test_every_answer_vocabulary_can_be_scored(tokenizer, words):
         "choices": words,
         "task": "t",
     }
-    datamodule = TaskDataModule(InstructionTask("t", {"test": [record]}), tokenizer, DATA)
+    datamodule = TaskDataModule(CommonsenseTask("t", {"test": [record]}), tokenizer, DATA)
     datamodule.setup()
     _, offset, options, gold = datamodule.encoded["test"][0]
     assert len(set(options)) == len(words) and gold == len(words) - 1

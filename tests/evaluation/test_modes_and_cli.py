@@ -8,10 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from loralab.adapters import load_adapter
-from loralab.data.tasks import build_task
 from loralab.evaluation.predict import predict_split
 from loralab.evaluation.report import summarize
 from loralab.models import load_model
+from loralab.tasks import build_task
 from loralab.train import run
 from tests.helpers import compose_config, run_cli
 
@@ -139,8 +139,8 @@ def test_eval_exits_2_on_an_unknown_key_and_on_a_non_finite_adapter(trained, tmp
 
 
 def test_a_split_without_records_is_a_data_error(shared_data, tmp_path):
-    from loralab.data.loaders import DataError
     from loralab.evaluate import run as evaluate
+    from loralab.tasks.sources import DataError
 
     overrides = ["task=piqa", f"task.source={shared_data / 'commonsense'}", "split=train"]
     cfg = compose_config(overrides, name="eval")
@@ -153,8 +153,8 @@ def test_a_single_test_file_is_named_as_the_test_split(shared_data, tmp_path):
     `task.source={test: file}` then evaluates it."""
     import datasets
 
-    from loralab.data.loaders import DataError
     from loralab.evaluate import run as evaluate
+    from loralab.tasks.sources import DataError
 
     file = tmp_path / "problems_test.jsonl"
     hub = datasets.load_from_disk(str(shared_data / "scienceqa" / "hf_sample"))["test"]

@@ -5,9 +5,9 @@ The Python API (what the Hydra entry points use too)::
     from loralab.adapters import AdapterConfig, inject_adapters
 
     config = AdapterConfig(kind="moe_lora", rank=4, alpha=16, num_experts=20, top_k=10,
-                           target_modules="attention")
+                           target_modules="attention",
+                           gate_rescale=True)   # for gSGD / gRSGD / ...: OptimizerConfig.gate_rescale
     layers = inject_adapters(model, config)     # freezes the model, wraps q/k/v/o in place
-    set_gate_rescale(model, True)               # gSGD / gRSGD / ...: rescaled expert gradients
     enable_router_stats(model)                  # then after a forward:
     collect_router_stats(model)                 # {"router/entropy": ..., ...}
     loss = loss + auxiliary_loss(model)         # only if load_balance_coef > 0 (else None)
@@ -17,7 +17,11 @@ The Python API (what the Hydra entry points use too)::
     export_peft(model, "out/peft", base_model_name_or_path="HuggingFaceTB/SmolLM2-135M-Instruct")
     merge_adapters(model)                       # LoRA / MoSLoRA only: plain nn.Linear again
 
-`resolve_targets(target_modules, linear_module_names)` checks a target spec on names alone.
+`resolve_targets(target_modules, linear_module_names)` checks a target spec on names alone;
+`set_gate_rescale(model, on)` switches gate rescaling on built adapters (benchmarks sharing one
+model between optimizers). Files: config.py (AdapterConfig), layer.py (AdapterLinear),
+router.py (the MoE router and its top-k gate), gated_product.py (the fused gated product and its
+rescaled backward), router_stats.py (statistics for logging), inject.py, io.py.
 Each `AdapterLinear` exposes `lora_A` (E, r, d_in), `lora_B` (E, d_out, r), `mixer` (E, r, r)
 or None and `router` (nn.Linear d_in -> E) or None: the optimizers build on exactly these.
 """
@@ -28,7 +32,6 @@ from loralab.adapters.inject import (
     inject_adapters,
     resolve_targets,
     set_gate_rescale,
-    trainable_parameter_count,
 )
 from loralab.adapters.io import export_peft, load_adapter, merge_adapters, save_adapter
 from loralab.adapters.layer import AdapterLinear
@@ -52,5 +55,4 @@ __all__ = [
     "resolve_targets",
     "save_adapter",
     "set_gate_rescale",
-    "trainable_parameter_count",
 ]

@@ -77,7 +77,3 @@ def adapter_modules(model: nn.Module) -> list[tuple[str, AdapterLinear]]:
 def set_gate_rescale(model: nn.Module, on: bool) -> None:
     for _, layer in adapter_modules(model):
         layer.gate_rescale = on
-
-
-def trainable_parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,1 +1,2 @@
-"""Tasks, prompt templates, tokenisation with label masking, and the LightningDataModule."""
+"""Turning task records into model inputs: tokenisation with label masking, batching and the
+resumable sampler, and the LightningDataModule."""

@@ -10,10 +10,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from loralab.data.encoding import answer_lead, encode_example, pad_right
+from loralab.data.encoding import answer_lead, encode_example, option_tokens, pad_right
 from loralab.data.sampler import ResumableSampler
-from loralab.data.tasks import MultipleChoiceTask
-from loralab.evaluation.scoring import option_tokens
+from loralab.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ class TaskDataModule(L.LightningDataModule):
     the order of ``encoded[split]``.
     """
 
-    def __init__(self, task: MultipleChoiceTask, tokenizer, data_cfg: Mapping[str, Any]):
+    def __init__(self, task: Task, tokenizer, data_cfg: Mapping[str, Any]):
         super().__init__()
         self.task = task
         self.tokenizer = tokenizer

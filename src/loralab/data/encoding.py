@@ -116,3 +116,18 @@ def pad_left(batch: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
         ids[row, width - len(item) :] = torch.tensor(item, dtype=torch.long)
         mask[row, width - len(item) :] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def option_tokens(tokenizer, option_targets: list[str]) -> tuple[int, list[int]]:
+    """``(offset, token_ids)``: where in the answer the options part ways, and their tokens."""
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in option_targets]
+    offset = 0
+    while all(len(ids) > offset for ids in encoded) and len({ids[offset] for ids in encoded}) == 1:
+        offset += 1
+    firsts = [ids[offset] if len(ids) > offset else None for ids in encoded]
+    if None in firsts or len(set(firsts)) != len(firsts):
+        raise ValueError(
+            f"options {option_targets!r} do not differ at one token after their shared prefix; "
+            "score mode needs distinct first answer tokens (use generate mode for this task)"
+        )
+    return offset, firsts

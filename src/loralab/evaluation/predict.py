@@ -14,10 +14,9 @@ from typing import Any
 import torch
 
 from loralab.data.datamodule import TaskDataModule
-from loralab.data.tasks import MultipleChoiceTask
 from loralab.evaluation.generation import generate_answers, progress_bar
-from loralab.evaluation.scoring import predict_options
-from loralab.module import answer_logits
+from loralab.evaluation.scoring import answer_logits, predict_options
+from loralab.tasks import Task
 
 MODES = ("score", "generate")
 
@@ -25,7 +24,7 @@ MODES = ("score", "generate")
 def predict_split(
     model,
     tokenizer,
-    task: MultipleChoiceTask,
+    task: Task,
     split: str,
     mode: str,
     data_cfg: Mapping[str, Any],

@@ -1,4 +1,6 @@
-"""``score`` mode: pick the option whose answer the model finds most likely, with no decoding.
+"""Scoring answers from one forward pass: the logits at answer positions (`answer_logits`), the
+decision token's loss and accuracy, and ``score`` mode's pick of the option whose answer the
+model finds most likely, with no decoding.
 
 Every option's target (``Answer: The answer is A.`` vs ``... B.``) shares a token prefix and then
 differs at one token. In a causal LM the next-token logits after the shared prefix do not depend
@@ -9,21 +11,39 @@ gives the option scores: compare its logits at the prefix end on each option's f
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from loralab.data.encoding import IGNORE_INDEX
 
 
-def option_tokens(tokenizer, option_targets: list[str]) -> tuple[int, list[int]]:
-    """``(offset, token_ids)``: where in the answer the options part ways, and their tokens."""
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in option_targets]
-    offset = 0
-    while all(len(ids) > offset for ids in encoded) and len({ids[offset] for ids in encoded}) == 1:
-        offset += 1
-    firsts = [ids[offset] if len(ids) > offset else None for ids in encoded]
-    if None in firsts or len(set(firsts)) != len(firsts):
-        raise ValueError(
-            f"options {option_targets!r} do not differ at one token after their shared prefix; "
-            "score mode needs distinct first answer tokens (use generate mode for this task)"
-        )
-    return offset, firsts
+def answer_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits at answer positions only, their targets, and how many each row has.
+
+    The vocabulary projection is the largest matrix of a small LM; prompts are most of each
+    sequence, so projecting only where a label exists saves a large share of the step.
+    """
+    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[
+        0
+    ]
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
+    return logits, targets[keep], keep.sum(dim=1)
+
+
+def decision_token(
+    logits: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor, offsets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row loss and correctness at the one answer token that decides the answer (the
+    option letter, or the first token where the options part ways), over the full vocabulary.
+
+    The answer format is learnt within a few steps and then dominates the mean answer loss;
+    this token is what accuracy depends on. ``logits``/``targets``/``counts`` as from
+    ``answer_logits``; ``offsets`` (B,) the decision token's position within each answer."""
+    at = counts.cumsum(0) - counts + offsets
+    chosen = logits[at].float()
+    loss = F.cross_entropy(chosen, targets[at], reduction="none")
+    return loss, (chosen.argmax(dim=-1) == targets[at]).float()
 
 
 def predict_options(

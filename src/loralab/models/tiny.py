@@ -11,7 +11,7 @@ SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 
 def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on the demo quiz text: encodes any string, deterministic."""
-    from loralab.data.demo import demo_corpus
+    from loralab.tasks.demo import demo_corpus
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -31,8 +31,8 @@ def test_generate_accuracy_curve_at_its_cadence(tmp_path):
     assert rows["step"].tolist() == [0, 2, 4]  # optimizer steps, not micro-batches
     assert rows["test/gen_unparsable"].between(0, 1).all()
     # The last point is what loralab-eval's generate mode says of the trained model.
-    from loralab.data.tasks import build_task
     from loralab.models import load_model
+    from loralab.tasks import build_task
 
     _, tokenizer = load_model(cfg.model)
     data = dict(cfg.data, max_length=cfg.data.max_length + 6)

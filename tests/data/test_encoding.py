@@ -65,7 +65,7 @@ SIZES = {"train": 0, "validation": 0, "test": 8}
 def test_reference_layout_scores_the_same_option_token(tokenizer):
     """Score mode reads the option letter in both layouts (the reference's BOS shifts it)."""
     from loralab.data.datamodule import TaskDataModule
-    from loralab.data.tasks import build_task
+    from loralab.tasks import build_task
 
     task = build_task(
         {"name": "demo", "source": "bundled", "seed": 0, "max_examples": SIZES},

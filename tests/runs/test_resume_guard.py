@@ -120,7 +120,7 @@ def test_resuming_from_a_step_checkpoint_leaves_no_versioned_copies(tmp_path):
 
 
 def test_truncating_metrics_keeps_lines_byte_for_byte_and_names_a_junk_line(tmp_path):
-    from loralab.loggers import MetricsFileError, truncate_metrics
+    from loralab.runs.loggers import MetricsFileError, truncate_metrics
 
     metrics = tmp_path / "metrics.csv"
     rows = "step,train/loss,test/acc\n0,,0.25\n1,2.5,\n28,1.0,\n30,0.5,\n"

@@ -1,7 +1,11 @@
 """ScienceQA (Lu et al., NeurIPS 2022): multiple-choice science questions, text-only by default.
 
+This file owns the task: its loader, the CQM-A prompt in the Alpaca template (SPEC §4), the
+trained answer string and the reference's answer parser. The bundled demo quiz (`demo.py`)
+shares the schema, prompt and parser.
+
 Sources: the Hub copy ``derek-thomas/ScienceQA`` (``answer`` an int index, ``image`` a PIL image
-or null), any :mod:`loralab.data.loaders` source with the same columns (``answer`` may be a
+or null), any :mod:`loralab.tasks.sources` source with the same columns (``answer`` may be a
 letter, as in the MoE-LoRA reference's prepared copy), or the original release: a dict of
 problems keyed by id in ``problems.json`` (or ``.json.gz``), split by ``pid_splits.json`` or by
 each problem's ``split`` field (``val`` = validation). Problems with an image are left out
@@ -19,11 +23,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loralab.data.loaders import (
+from loralab.tasks.alpaca import alpaca_prompt
+from loralab.tasks.base import Task
+from loralab.tasks.records import Records, read_json
+from loralab.tasks.sources import (
     SPLIT_ALIASES,
     DataError,
     SplitData,
@@ -32,13 +41,71 @@ from loralab.data.loaders import (
     record_error,
     sample_indices,
 )
-from loralab.data.prompts import LETTERS
-from loralab.data.records import Records, read_json
 
 log = logging.getLogger(__name__)
 
 ORIGINAL_FILES = ("problems.json", "problems.json.gz")
 REQUIRED = ("question", "choices", "answer")
+LETTERS = string.ascii_uppercase
+# The reference's parser (THUDM/MoELoRA_Riemannian): exactly one match, else a failed parse that
+# counts as wrong. Its unescaped dot included: any one character must follow the letter, so an
+# output cut right after the letter does not parse.
+SCIENCEQA_ANSWER = re.compile(r"The answer is ([A-Z]).")
+
+
+def scienceqa_prompt(record: Mapping[str, Any]) -> str:
+    """``Context / Question / Options`` inside the Alpaca no-input template."""
+    hint = (record.get("hint") or "").strip() or "N/A"
+    options = " ".join(f"({LETTERS[i]}) {choice}" for i, choice in enumerate(record["choices"]))
+    return alpaca_prompt(f"Context: {hint}\nQuestion: {record['question']}\nOptions: {options}\n")
+
+
+def scienceqa_target(answer_index: int) -> str:
+    """The trained and parsed answer string, e.g. ``Answer: The answer is B.``."""
+    return f"Answer: The answer is {LETTERS[answer_index]}."
+
+
+def parse_scienceqa(text: str) -> str | None:
+    """The answer letter, or None unless the pattern matches exactly once."""
+    found = SCIENCEQA_ANSWER.findall(text)
+    return found[0] if len(found) == 1 else None
+
+
+class ScienceQATask(Task):
+    """Records in the ScienceQA schema (question, choices, answer index, hint); options are
+    labelled A, B, C, ..."""
+
+    def prompt(self, record: Mapping[str, Any]) -> str:
+        return scienceqa_prompt(record)
+
+    def target(self, record: Mapping[str, Any]) -> str:
+        return scienceqa_target(record["answer"])
+
+    def option_targets(self, record: Mapping[str, Any]) -> list[str]:
+        return [scienceqa_target(i) for i in range(len(record["choices"]))]
+
+    def gold_index(self, record: Mapping[str, Any]) -> int:
+        return int(record["answer"])
+
+    def option_labels(self, record: Mapping[str, Any]) -> list[str]:
+        return list(LETTERS[: len(record["choices"])])
+
+    def parse(self, record: Mapping[str, Any], text: str) -> str | None:
+        return parse_scienceqa(text)
+
+    def groups(self, record: Mapping[str, Any]) -> dict[str, str]:
+        return {key: record[key] for key in ("subject", "grade") if record.get(key)}
+
+
+def build(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> ScienceQATask:
+    return ScienceQATask(task_cfg["name"], load_scienceqa(task_cfg, splits))
+
+
+def config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
+    """ScienceQA's own keys (the shared ones are checked by the registry)."""
+    if not isinstance(task_cfg.get("text_only"), bool):
+        return [f"task.text_only={task_cfg.get('text_only')!r} must be true or false"]
+    return []
 
 
 def load_scienceqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[str, list[dict]]:

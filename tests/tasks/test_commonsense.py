@@ -6,8 +6,8 @@ import datasets
 import pytest
 
 from loralab.data.encoding import IGNORE_INDEX, encode_example
-from loralab.data.loaders import DataError
-from loralab.data.tasks import build_task
+from loralab.tasks import build_task
+from loralab.tasks.sources import DataError
 
 ALL = {"train": None, "validation": 0, "test": None}
 
@@ -81,7 +81,7 @@ def test_five_choice_arc_records(shared_data):
 
 
 def test_input_field_uses_the_with_input_template():
-    from loralab.data.prompts import instruction_prompt
+    from loralab.tasks.commonsense import instruction_prompt
 
     prompt = instruction_prompt({"instruction": "Pick one.", "input": "Some context."})
     assert "paired with an input" in prompt

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from loralab.module import decision_token
+from loralab.evaluation.scoring import decision_token
 
 
 def test_decision_token_on_a_hand_checked_batch():

@@ -11,7 +11,10 @@ near chance.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from loralab.tasks.scienceqa import ScienceQATask, scienceqa_prompt, scienceqa_target
 
 SPLIT_OFFSETS = {"train": 0, "validation": 1, "test": 2}
 
@@ -109,9 +112,20 @@ def generate_demo_quiz(split: str, n: int, seed: int = 0) -> list[dict]:
 
 def demo_corpus() -> Iterator[str]:
     """Text that covers the demo task's vocabulary (used to train the tiny test tokenizer)."""
-    from loralab.data.prompts import scienceqa_prompt, scienceqa_target
-
     for record in generate_demo_quiz("train", 500, seed=0):
         yield scienceqa_prompt(record) + scienceqa_target(record["answer"])
     for _ in range(50):  # every answer letter common enough to get its own token
         yield from (scienceqa_target(index) for index in range(5))
+
+
+def build(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> ScienceQATask:
+    sizes, seed = task_cfg["max_examples"], int(task_cfg["seed"])
+    quiz = {split: generate_demo_quiz(split, int(sizes[split]), seed=seed) for split in splits}
+    return ScienceQATask(task_cfg["name"], quiz)
+
+
+def config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
+    caps = task_cfg.get("max_examples") or {}
+    if any(caps.get(split) is None for split in ("train", "validation", "test")):
+        return ["task.max_examples: the generated demo task needs a size for every split"]
+    return []

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from loralab.data.loaders import DataError, load_source
-from loralab.data.prompts import scienceqa_prompt
-from loralab.data.scienceqa import load_scienceqa
+from loralab.tasks.scienceqa import load_scienceqa, scienceqa_prompt
+from loralab.tasks.sources import DataError, load_source
 
 SPLITS = ("train", "validation", "test")
 
@@ -40,7 +39,7 @@ def test_mixed_type_choices_are_shown_exactly_as_the_file_writes_them(tmp_path):
 
 
 def test_an_integer_answer_is_reported_with_its_own_record_and_value(tmp_path):
-    from loralab.data.commonsense import normalise_record
+    from loralab.tasks.commonsense import normalise_record
 
     rows = [
         {

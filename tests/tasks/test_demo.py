@@ -2,8 +2,8 @@
 
 import pytest
 
-from loralab.data.demo import generate_demo_quiz
-from loralab.data.prompts import scienceqa_prompt, scienceqa_target
+from loralab.tasks.demo import generate_demo_quiz
+from loralab.tasks.scienceqa import scienceqa_prompt, scienceqa_target
 
 
 def test_deterministic_for_a_seed():

@@ -17,7 +17,7 @@ import json
 import zlib
 from pathlib import Path
 
-from loralab.data.loaders import DataError
+from loralab.tasks.sources import DataError
 
 
 class Records:

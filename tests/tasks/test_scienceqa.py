@@ -6,9 +6,9 @@ import datasets
 import pytest
 
 from loralab.data.encoding import IGNORE_INDEX, encode_example
-from loralab.data.loaders import DataError
-from loralab.data.prompts import ALPACA_NO_INPUT
-from loralab.data.tasks import build_task
+from loralab.tasks import build_task
+from loralab.tasks.alpaca import ALPACA_NO_INPUT
+from loralab.tasks.sources import DataError
 
 ALL = {"train": None, "validation": None, "test": None}
 
@@ -234,7 +234,7 @@ def test_a_listed_source_without_that_split_names_it(shared_data):
     ],
 )
 def test_bad_source_mappings_are_config_errors(source, fragment):
-    from loralab.data.tasks import task_config_errors
+    from loralab.tasks import task_config_errors
 
     cfg = {"name": "scienceqa", "source": source, "text_only": True, "seed": 0}
     errors = task_config_errors(cfg | {"max_examples": ALL})

@@ -149,7 +149,7 @@ def _read_file(file: Path):
     datasets (typed columns)."""
     import datasets
 
-    from loralab.data.records import read_json_records
+    from loralab.tasks.records import read_json_records
 
     _, suffix = _split_suffix(file.name)
     if suffix is None:

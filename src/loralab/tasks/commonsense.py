@@ -1,5 +1,10 @@
 """The eight commonsense-reasoning tasks in LLM-Adapters' instruction format, singly or as the mix.
 
+This file owns the tasks: the loader, the instruction prompt in the Alpaca template (SPEC §5)
+and the reference's answer parser (LLM-Adapters / MoSLoRA ``extract_answer``: the first
+occurrence, anywhere in the output and case-sensitive, of any word of the task's answer
+vocabulary; no occurrence is wrong).
+
 A record is ``{"instruction", "input", "output", "answer"}``; the instruction ends with a line
 ``Answer format: answer1/answer2/...`` that lists the task's answer words (the choices), and
 ``output`` is the trained target, e.g. ``the correct answer is answer2``.
@@ -7,7 +12,7 @@ A record is ``{"instruction", "input", "output", "answer"}``; the instruction en
 Layout: ``task.source`` is a root holding one folder per task (``boolq``, ``piqa``,
 ``social_i_qa``, ``hellaswag``, ``winogrande``, ``ARC-Easy``, ``ARC-Challenge``, ``openbookqa``)
 with ``train`` / ``test`` files, as LLM-Adapters' ``dataset/`` folder and
-``../shared/data/commonsense`` are laid out; any :mod:`loralab.data.loaders` source works as root.
+``../shared/data/commonsense`` are laid out; any :mod:`loralab.tasks.sources` source works as root.
 The mix (``task=commonsense``) trains on ``task.train_source`` (the 170k mix, e.g. the Hub's
 ``zwhe99/commonsense_170k``; null = the union of the eight tasks' train files) and tests on all
 eight test sets, each record tagged with its task.
@@ -20,11 +25,14 @@ which then leave train. A source with its own validation file uses that instead.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from loralab.data.loaders import (
+from loralab.tasks.alpaca import alpaca_prompt
+from loralab.tasks.base import Task
+from loralab.tasks.sources import (
     SplitData,
     hold_out,
     load_source,
@@ -32,7 +40,6 @@ from loralab.data.loaders import (
     record_error,
     sample_indices,
 )
-from loralab.evaluation.parsing import VOCABULARIES, answer_family
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,70 @@ MIX = "commonsense"
 DEFAULT_HELD_OUT = 120
 FORMAT_MARKER = "Answer format:"
 REQUIRED = ("instruction", "output", "answer")
+
+# Per answer family, the words the reference searches for, in the reference's order.
+VOCABULARIES = {
+    "true": ("true", "false"),
+    "false": ("true", "false"),
+    "solution": ("solution1", "solution2"),
+    "answer": ("answer1", "answer2", "answer3", "answer4", "answer5"),
+    "ending": ("ending1", "ending2", "ending3", "ending4"),
+    "option": ("option1", "option2"),
+}
+
+
+def instruction_prompt(record: Mapping[str, Any]) -> str:
+    """A record's ``instruction`` (and ``input``, if any) in the Alpaca template."""
+    return alpaca_prompt(record["instruction"], record.get("input"))
+
+
+def answer_family(word: str) -> str:
+    """``answer3`` -> ``answer``; ``true`` -> ``true``."""
+    return word.rstrip("0123456789")
+
+
+def parse_commonsense(text: str, gold_word: str) -> str | None:
+    """The first word of ``gold_word``'s vocabulary found in ``text``, or None."""
+    words = VOCABULARIES[answer_family(gold_word)]
+    found = re.search("|".join(map(re.escape, words)), text.strip())
+    return found.group(0) if found else None
+
+
+class CommonsenseTask(Task):
+    """LLM-Adapters records: the options are the answer words (``answer1``, ``true``, ...)."""
+
+    def prompt(self, record: Mapping[str, Any]) -> str:
+        return instruction_prompt(record)
+
+    def target(self, record: Mapping[str, Any]) -> str:
+        return record["output"]
+
+    def option_targets(self, record: Mapping[str, Any]) -> list[str]:
+        before, _, after = record["output"].rpartition(record["answer"])
+        return [before + word + after for word in record["choices"]]
+
+    def gold_index(self, record: Mapping[str, Any]) -> int:
+        return record["choices"].index(record["answer"])
+
+    def option_labels(self, record: Mapping[str, Any]) -> list[str]:
+        return list(record["choices"])
+
+    def parse(self, record: Mapping[str, Any], text: str) -> str | None:
+        return parse_commonsense(text, record["answer"])
+
+    def groups(self, record: Mapping[str, Any]) -> dict[str, str]:
+        return {"task": record["task"]}
+
+
+def build(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> CommonsenseTask:
+    return CommonsenseTask(task_cfg["name"], load_commonsense(task_cfg, splits))
+
+
+def config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
+    """The mix's own key (the shared ones are checked by the registry)."""
+    if task_cfg.get("name") == MIX and "train_source" not in task_cfg:
+        return ["task.train_source is missing (the training mix; null = the tasks' train files)"]
+    return []
 
 
 def load_commonsense(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[str, list[dict]]:

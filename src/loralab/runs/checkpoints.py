@@ -3,7 +3,8 @@
 ``AtomicCheckpointIO`` writes to a temporary file in the same folder, fsyncs it and renames it
 over the target, so a kill during a save leaves the previous checkpoint intact. Reading uses
 ``torch.load(weights_only=True)``: tensors and plain containers only, so a checkpoint that
-carries pickled code is refused instead of run.
+carries pickled code is refused instead of run. A checkpoint also carries the RNG states
+(`rng_state`), so a resumed run draws the same dropout masks and batches as an unbroken one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import random
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +158,20 @@ def _load_intact(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 def _step_of(path: Path) -> int:
     digits = "".join(c for c in path.stem if c.isdigit())
     return int(digits) if digits else -1
+
+
+def rng_state() -> dict:
+    """Python, torch (CPU and CUDA) RNG states as tensors and plain values."""
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    state["python_version"] = random.getstate()[0]
+    state["python_gauss"] = random.getstate()[2]
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -2,7 +2,8 @@
 
 import pytest
 
-from loralab.evaluation.parsing import parse_commonsense, parse_scienceqa
+from loralab.tasks.commonsense import parse_commonsense
+from loralab.tasks.scienceqa import parse_scienceqa
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,35 @@
+"""Tasks: each one file owning its loader, prompt, target and answer parser, behind a registry.
+
+scienceqa.py    ScienceQA (CQM-A prompt, "The answer is X." parser)
+demo.py         the bundled quiz in ScienceQA's schema
+commonsense.py  the eight LLM-Adapters commonsense sets and their mix
+alpaca.py       the Alpaca template both papers wrap prompts in
+sources.py      reading a Hub id, a folder or a file into splits; records.py: exact JSON
+registry.py     name -> builder; `register_task` adds a user's own task
+"""
+
+from loralab.tasks import commonsense, demo, scienceqa
+from loralab.tasks.base import Task
+from loralab.tasks.registry import (
+    SPLITS,
+    TASKS,
+    build_task,
+    register_task,
+    task_config_errors,
+)
+from loralab.tasks.sources import DataError
+
+register_task("demo", demo.build, demo.config_errors)
+register_task("scienceqa", scienceqa.build, scienceqa.config_errors, split_sources=True)
+for _name in (commonsense.MIX, *commonsense.COMMONSENSE_TASKS):
+    register_task(_name, commonsense.build, commonsense.config_errors)
+
+__all__ = [
+    "SPLITS",
+    "TASKS",
+    "DataError",
+    "Task",
+    "build_task",
+    "register_task",
+    "task_config_errors",
+]
