@@ -13,55 +13,16 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from loralab import CONF_DIR
 from loralab.console import EXIT_BAD_INPUT, mark_task_started, run_entry_point
-from loralab.validation import ConfigError
+from loralab.validation import ConfigError, validate_config
 
 log = logging.getLogger("loralab")
-
-
-def validate_eval_config(cfg: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` listing every invalid value of a composed ``eval`` config."""
-    from loralab.data.encoding import OVERFLOW_MODES
-    from loralab.evaluation.predict import MODES
-    from loralab.models.loading import DTYPES, SOURCES
-    from loralab.tasks import SPLITS, task_config_errors
-
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-    model, data = plain["model"], plain["data"]
-    errors = task_config_errors(plain["task"])
-    if model["source"] not in SOURCES:
-        errors.append(f"model.source={model['source']!r} must be one of {list(SOURCES)}")
-    if model["dtype"] not in DTYPES:
-        errors.append(f"model.dtype={model['dtype']!r} must be one of {list(DTYPES)}")
-    if plain["split"] not in SPLITS:
-        errors.append(f"split={plain['split']!r} must be one of {list(SPLITS)}")
-    if plain["mode"] not in MODES:
-        errors.append(f"mode={plain['mode']!r} must be one of {list(MODES)}")
-    for key, value, least in [
-        ("max_new_tokens", plain["max_new_tokens"], 1),
-        ("data.eval_batch_size", data["eval_batch_size"], 1),
-        ("data.max_length", data["max_length"], 16),
-    ]:
-        if not isinstance(value, int) or value < least:
-            errors.append(f"{key}={value!r} must be an integer >= {least}")
-    if data["overflow"] not in OVERFLOW_MODES:
-        errors.append(f"data.overflow={data['overflow']!r} must be one of {list(OVERFLOW_MODES)}")
-    adapter_dir = plain["adapter_dir"]
-    if adapter_dir is not None and not (Path(adapter_dir) / "adapter_config.json").is_file():
-        errors.append(
-            f"adapter_dir={adapter_dir!r} holds no adapter_config.json "
-            "(expected a folder written by save_adapter, e.g. a training run's adapter/)"
-        )
-    if errors:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -120,7 +81,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     mark_task_started()
     try:
-        validate_eval_config(cfg)
+        validate_config(cfg, "eval")
     except ConfigError as err:
         print(f"loralab-eval: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

@@ -1,4 +1,5 @@
-"""Fail fast: check the whole composed config before any model or data loads.
+"""Fail fast: check the whole composed config before any model or data loads, for both entry
+points (`loralab-train` and `loralab-eval`).
 
 Every problem is reported at once, each naming the key, the bad value and what is allowed;
 the entry points turn a ``ConfigError`` into exit code 2.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -30,15 +32,27 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def validate_config(cfg: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` listing every invalid value in a composed training config."""
-    from loralab.adapters import AdapterConfig, resolve_targets
-    from loralab.data.encoding import OVERFLOW_MODES, TARGET_LAYOUTS
-    from loralab.models.loading import DTYPES, SOURCES, linear_module_names
-    from loralab.optim import OptimizerConfig
-    from loralab.tasks import SPLITS, task_config_errors
+def validate_config(cfg: Mapping[str, Any], entry: str = "train") -> None:
+    """Raise ``ConfigError`` listing every invalid value of a composed config: `entry` "train"
+    (loralab-train's) or "eval" (loralab-eval's). First imports the config's `plugins`, which
+    may register the tasks, optimizer variants or adapter kinds the config names."""
+    from loralab.plugins import PluginError, import_plugins
 
     errors: list[str] = []
+    plugins = cfg.get("plugins")
+    try:
+        import_plugins(_plain(plugins))
+    except PluginError as err:
+        errors.append(str(err))
+    errors += _shared_errors(cfg)
+    errors += _train_errors(cfg) if entry == "train" else _eval_errors(cfg)
+    errors += _typed_key_errors(_plain(cfg))
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _checker(errors: list[str]):
+    """`check(fn)`: fn's result, or None with its ValueError / KeyError / TypeError recorded."""
 
     def check(fn):
         try:
@@ -49,11 +63,62 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             errors.append(str(err).strip("'\""))
             return None
 
+    return check
+
+
+def _shared_errors(cfg: Mapping[str, Any]) -> list[str]:
+    """The model, data and task keys both entry points read."""
+    from loralab.data.encoding import OVERFLOW_MODES
+    from loralab.models.loading import DTYPES, SOURCES
+    from loralab.tasks import task_config_errors
+
+    errors: list[str] = []
     model = _plain(cfg["model"])
     if model["source"] not in SOURCES:
         errors.append(f"model.source={model['source']!r} must be one of {list(SOURCES)}")
     if model["dtype"] not in DTYPES:
         errors.append(f"model.dtype={model['dtype']!r} must be one of {list(DTYPES)}")
+    data = cfg["data"]
+    if not isinstance(data["eval_batch_size"], int) or data["eval_batch_size"] < 1:
+        errors.append(f"data.eval_batch_size={data['eval_batch_size']!r} must be an integer >= 1")
+    if not isinstance(data["max_length"], int) or data["max_length"] < 16:
+        errors.append(f"data.max_length={data['max_length']!r} must be an integer >= 16")
+    if data["overflow"] not in OVERFLOW_MODES:
+        errors.append(f"data.overflow={data['overflow']!r} must be one of {list(OVERFLOW_MODES)}")
+    errors.extend(task_config_errors(_plain(cfg["task"])))
+    return errors
+
+
+def _eval_errors(cfg: Mapping[str, Any]) -> list[str]:
+    """loralab-eval's own keys: which split, which mode, which adapter."""
+    from loralab.evaluation.predict import MODES
+    from loralab.tasks import SPLITS
+
+    errors: list[str] = []
+    if cfg["split"] not in SPLITS:
+        errors.append(f"split={cfg['split']!r} must be one of {list(SPLITS)}")
+    if cfg["mode"] not in MODES:
+        errors.append(f"mode={cfg['mode']!r} must be one of {list(MODES)}")
+    adapter_dir = cfg["adapter_dir"]
+    if adapter_dir is not None and not (Path(adapter_dir) / "adapter_config.json").is_file():
+        errors.append(
+            f"adapter_dir={adapter_dir!r} holds no adapter_config.json "
+            "(expected a folder written by save_adapter, e.g. a training run's adapter/)"
+        )
+    return errors
+
+
+def _train_errors(cfg: Mapping[str, Any]) -> list[str]:
+    """loralab-train's own keys: adapter, optimizer, trainer, evaluation, logging, resume."""
+    from loralab.adapters import AdapterConfig, resolve_targets
+    from loralab.data.encoding import TARGET_LAYOUTS
+    from loralab.models.loading import linear_module_names
+    from loralab.optim import OptimizerConfig
+    from loralab.tasks import SPLITS
+
+    errors: list[str] = []
+    check = _checker(errors)
+    model = _plain(cfg["model"])
     adapter_values = _plain(cfg["adapter"])
     if "gate_rescale" in adapter_values:
         errors.append(
@@ -68,13 +133,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         check(lambda: resolve_targets(adapter.target_modules, names))
 
     data = cfg["data"]
-    for key in ("batch_size", "eval_batch_size"):
-        if not isinstance(data[key], int) or data[key] < 1:
-            errors.append(f"data.{key}={data[key]!r} must be an integer >= 1")
-    if not isinstance(data["max_length"], int) or data["max_length"] < 16:
-        errors.append(f"data.max_length={data['max_length']!r} must be an integer >= 16")
-    if data["overflow"] not in OVERFLOW_MODES:
-        errors.append(f"data.overflow={data['overflow']!r} must be one of {list(OVERFLOW_MODES)}")
+    if not isinstance(data["batch_size"], int) or data["batch_size"] < 1:
+        errors.append(f"data.batch_size={data['batch_size']!r} must be an integer >= 1")
     layout = data.get("target_layout", "loralab")
     if layout not in TARGET_LAYOUTS:
         errors.append(f"data.target_layout={layout!r} must be one of {list(TARGET_LAYOUTS)}")
@@ -104,7 +164,6 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             "on a GPU, and on a CPU where a probe finds it faster than float32)"
         )
     errors.extend(_trainer_errors(_plain(cfg["trainer"])))
-    errors.extend(_typed_key_errors(_plain(cfg)))
     caps = cfg["task"].get("max_examples") or {}
     if caps.get("train") == 0:
         errors.append("task.max_examples.train=0 leaves nothing to train on: null = all, or >= 1")
@@ -143,9 +202,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     seed = cfg["seed"]
     if not isinstance(seed, int) or seed < 0:
         errors.append(f"seed={seed!r} must be an integer >= 0")
-    errors.extend(task_config_errors(_plain(cfg["task"])))
-    if errors:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+    return errors
 
 
 def _trainer_errors(trainer: Mapping[str, Any]) -> list[str]:
@@ -212,6 +269,7 @@ TYPED_KEYS = {
     "evaluation.router_stats_per_layer": (_is_bool, "true or false"),
     "debug.nan_at_step": (_whole(1, True), "null or an integer >= 1"),
     "debug.kill_at_step": (_whole(1, True), "null or an integer >= 1"),
+    "max_new_tokens": (_whole(1), "an integer >= 1"),
     "model.pretrained": (_text(True), "null or a Hub id / local path"),
     "model.trust_remote_code": (_is_bool, "true or false"),
     "model.tiny.vocab_size": (_whole(16), "an integer >= 16"),

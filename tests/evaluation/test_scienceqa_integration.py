@@ -6,7 +6,8 @@ cores); no wall-clock assertion here, speed belongs in benchmarks/.
 
 import pytest
 
-from loralab.evaluate import run, validate_eval_config
+from loralab.evaluate import run
+from loralab.validation import validate_config
 from tests.helpers import compose_config
 
 
@@ -15,7 +16,7 @@ def test_scienceqa_sample_in_score_mode_on_the_embedded_model(shared_data, tmp_p
     source = shared_data / "scienceqa" / "hf_sample"
     overrides = ["task=scienceqa", f"task.source={source}", "task.max_examples.test=100"]
     cfg = compose_config(overrides, name="eval")
-    validate_eval_config(cfg)
+    validate_config(cfg, "eval")
     assert cfg.model.name == "smollm2_135m" and cfg.mode == "score" and cfg.split == "test"
     outcome = run(cfg, tmp_path)
     overall = outcome["summary"]["overall"]

@@ -26,7 +26,7 @@ Each `AdapterLinear` exposes `lora_A` (E, r, d_in), `lora_B` (E, d_out, r), `mix
 or None and `router` (nn.Linear d_in -> E) or None: the optimizers build on exactly these.
 """
 
-from loralab.adapters.config import AdapterConfig
+from loralab.adapters.config import AdapterConfig, register_adapter_kind
 from loralab.adapters.inject import (
     adapter_modules,
     inject_adapters,
@@ -52,6 +52,7 @@ __all__ = [
     "inject_adapters",
     "load_adapter",
     "merge_adapters",
+    "register_adapter_kind",
     "resolve_targets",
     "save_adapter",
     "set_gate_rescale",

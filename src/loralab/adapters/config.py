@@ -12,6 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 KINDS = ("lora", "moslora", "moe_lora")
+# kind -> layer class for kinds a user registers (an `AdapterLinear` subclass that keeps its
+# parameter contract, so that the optimizers, saving and loading work unchanged)
+CUSTOM_KINDS: dict[str, type] = {}
+
+
+def register_adapter_kind(name: str, layer_class: type) -> None:
+    """Make `adapter.kind=<name>` wrap each target with `layer_class(base_linear, config)`."""
+    from loralab.adapters.layer import AdapterLinear
+
+    if not (isinstance(layer_class, type) and issubclass(layer_class, AdapterLinear)):
+        raise TypeError(
+            f"adapter kind {name!r}: {layer_class!r} must subclass loralab.adapters.AdapterLinear"
+        )
+    if name in KINDS:
+        raise ValueError(f"adapter kind {name!r} is built in; register under another name")
+    CUSTOM_KINDS[name] = layer_class
 
 
 @dataclass
@@ -35,8 +51,13 @@ class AdapterConfig:
     load_balance_coef: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            _bad("kind", self.kind, f"one of {', '.join(KINDS)}")
+        if self.kind not in KINDS and self.kind not in CUSTOM_KINDS:
+            _bad(
+                "kind",
+                self.kind,
+                f"one of {', '.join([*KINDS, *CUSTOM_KINDS])} (a kind of your own: register it "
+                "in a module listed in `plugins`, see README 'Extending loralab')",
+            )
         for key in ("rank", "num_experts", "top_k"):  # before any comparison with a number
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -61,7 +82,7 @@ class AdapterConfig:
             _bad("dropout", self.dropout, "in [0, 1)")
         if self.num_experts < 1:
             _bad("num_experts", self.num_experts, ">= 1")
-        if self.kind != "moe_lora" and self.num_experts != 1:
+        if self.kind in ("lora", "moslora") and self.num_experts != 1:
             _bad("num_experts", self.num_experts, f"1 for kind={self.kind} (use kind=moe_lora)")
         if self.top_k < 1:
             _bad("top_k", self.top_k, ">= 1")

@@ -7,7 +7,7 @@ import re
 
 from torch import nn
 
-from loralab.adapters.config import AdapterConfig
+from loralab.adapters.config import CUSTOM_KINDS, AdapterConfig
 from loralab.adapters.layer import AdapterLinear
 
 PRESETS = {
@@ -64,7 +64,8 @@ def inject_adapters(model: nn.Module, config: AdapterConfig) -> list[AdapterLine
     wrapped = []
     for name in resolve_targets(config.target_modules, linear_names):
         parent_name, _, leaf = name.rpartition(".")
-        layer = AdapterLinear(model.get_submodule(name), config)
+        layer_class = CUSTOM_KINDS.get(config.kind, AdapterLinear)
+        layer = layer_class(model.get_submodule(name), config)
         setattr(model.get_submodule(parent_name), leaf, layer)
         wrapped.append(layer)
     return wrapped

@@ -32,6 +32,7 @@ from loralab.optim.config import (
     VARIANTS,
     OptimizerConfig,
     Variant,
+    register_variant,
     variant,
 )
 from loralab.optim.optimizer import AdapterOptimizer
@@ -49,5 +50,6 @@ __all__ = [
     "build_scheduler",
     "lr_factor",
     "precondition",
+    "register_variant",
     "variant",
 ]

@@ -61,6 +61,7 @@ def build_optimizer(
         router_base=cfg.router_optimizer,
         router_clip=cfg.router_clip,
         foreach=cfg.foreach,
+        preconditioner=cfg.preconditioner,
     )
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     stray = [

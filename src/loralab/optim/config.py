@@ -10,7 +10,7 @@ therefore carry only the name; an explicit base / riemannian / gate_rescale must
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -23,6 +23,12 @@ class Variant(NamedTuple):
     base: str  # update rule of the expert group: sgd | adamw
     riemannian: bool  # precondition lora_A / lora_B gradients by the r x r Gram inverses
     gate_rescale: bool  # gradients into experts scaled by sqrt(gate), not gate (adapter forward)
+    # a user's own preconditioner in place of the Gram inverses (riemannian variants only),
+    # with the signature and contract of `loralab.optim.precondition`; None: the paper's
+    preconditioner: Callable | None = None
+
+
+SWITCHES = ("base", "riemannian", "gate_rescale")  # what a config may state, if it agrees
 
 
 # the paper's SGD, gSGD, RSGD, gRSGD, AdamW, gAdamW, RAdamW, gRAdamW
@@ -36,7 +42,7 @@ VARIANTS = {
     "radamw": Variant("adamw", True, False),
     "gradamw": Variant("adamw", True, True),
 }
-OPTIMIZER_NAMES = tuple(VARIANTS)
+OPTIMIZER_NAMES = tuple(VARIANTS)  # the paper's eight; VARIANTS also holds registered ones
 
 # total_steps None: the run's max_steps. The paper's figure runs stop after 500 steps of a
 # schedule laid out for 2222, so the schedule length can differ from the run length.
@@ -48,8 +54,28 @@ def variant(name: str) -> Variant:
     """The switches an optimizer name stands for; ValueError naming the allowed names."""
     if name not in VARIANTS:
         raise ValueError(
-            f"optimizer.name={name!r} is invalid: must be one of {', '.join(OPTIMIZER_NAMES)}"
+            f"optimizer.name={name!r} is invalid: must be one of {', '.join(VARIANTS)} (a "
+            "variant of your own: register it in a module listed in `plugins`, see README "
+            "'Extending loralab')"
         )
+    return VARIANTS[name]
+
+
+def register_variant(
+    name: str,
+    *,
+    base: str,
+    riemannian: bool,
+    gate_rescale: bool,
+    preconditioner: Callable | None = None,
+) -> Variant:
+    """Make `optimizer.name=<name>` a variant of its own, e.g. a Riemannian one with another
+    `preconditioner(layers, factor, delta, step) -> [gradient per layer]`."""
+    if base not in BASES:
+        raise ValueError(f"base={base!r} is invalid: must be one of {', '.join(BASES)}")
+    if preconditioner is not None and not riemannian:
+        raise ValueError(f"variant {name!r}: a preconditioner needs riemannian=True")
+    VARIANTS[name] = Variant(base, bool(riemannian), bool(gate_rescale), preconditioner)
     return VARIANTS[name]
 
 
@@ -86,6 +112,10 @@ class OptimizerConfig:
     def gate_rescale(self) -> bool:
         return VARIANTS[self.name].gate_rescale
 
+    @property
+    def preconditioner(self) -> Callable | None:
+        return VARIANTS[self.name].preconditioner
+
     @classmethod
     def from_mapping(cls, config: Mapping | OptimizerConfig) -> OptimizerConfig:
         """Check a config (a dict or an OmegaConf node). Raises ValueError naming the key, the
@@ -94,8 +124,7 @@ class OptimizerConfig:
             return config
         values = _plain(config, "optimizer")
         fields = [f.name for f in dataclasses.fields(cls)]
-        derived = Variant._fields
-        unknown = sorted(set(values) - set(fields) - set(derived))
+        unknown = sorted(set(values) - set(fields) - set(SWITCHES))
         if unknown:
             raise ValueError(
                 f"unknown optimizer key(s) {unknown}; allowed keys: {', '.join(fields)}"
@@ -104,13 +133,14 @@ class OptimizerConfig:
         switches = variant(name)
         if "lr" not in values:
             raise ValueError("optimizer.lr is required (the experts' learning rate, > 0)")
-        stated = {key: values.pop(key) for key in derived if key in values}
+        stated = {key: values.pop(key) for key in SWITCHES if key in values}
         if any(stated[key] != getattr(switches, key) for key in stated):
-            said = dict(switches._asdict(), **stated)
-            matching = [n for n, v in VARIANTS.items() if v._asdict() == said]
+            meant = {key: getattr(switches, key) for key in SWITCHES}
+            said = meant | stated
+            matching = [n for n, v in VARIANTS.items() if v[:3] == tuple(said.values())]
             choose = f"optimizer={matching[0]}" if matching else "a variant by name"
             raise ValueError(
-                f"optimizer.name={name!r} means {_switches(switches._asdict())}, but the config "
+                f"optimizer.name={name!r} means {_switches(meant)}, but the config "
                 f"sets {_switches(stated)}: the name alone chooses these (choose {choose})"
             )
         config = cls(**values)
@@ -149,8 +179,8 @@ class OptimizerConfig:
             object.__setattr__(self, "scheduler", _checked_scheduler(self.scheduler))
 
     def as_dict(self) -> dict:
-        """Every setting, the three switches included (what a run's checkpoint records)."""
-        return dataclasses.asdict(self) | VARIANTS[self.name]._asdict()
+        """Every setting, the three switches included."""
+        return dataclasses.asdict(self) | {key: getattr(self, key) for key in SWITCHES}
 
 
 def _checked_scheduler(config) -> dict:
@@ -178,7 +208,7 @@ def _checked_scheduler(config) -> dict:
 
 
 def _switches(values: Mapping) -> str:
-    return ", ".join(f"{key}={values[key]}" for key in Variant._fields if key in values)
+    return ", ".join(f"{key}={values[key]}" for key in SWITCHES if key in values)
 
 
 def _plain(config, where: str) -> dict:

@@ -67,12 +67,15 @@ class AdapterOptimizer(torch.optim.Optimizer):
         router_base: str | None = None,
         router_clip: float | None = 1.0,
         foreach: bool | None = None,
+        preconditioner: Callable | None = None,
     ):
         for key, value in (("base", base), ("router_base", router_base or base)):
             if value not in BASES:
                 raise ValueError(f"{key}={value!r} is invalid: must be one of {', '.join(BASES)}")
         self.layers = list(layers)
         self.foreach = foreach
+        # the Riemannian preconditioner, or a registered variant's own (same contract)
+        self.preconditioner = preconditioner or precondition
         experts = [
             p
             for _, layer in self.layers
@@ -152,7 +155,7 @@ class AdapterOptimizer(torch.optim.Optimizer):
         """(parameter, preconditioned gradient) for lora_A or lora_B of every layer with a grad."""
         attribute = f"lora_{factor}"
         layers = [(n, m) for n, m in self.layers if _has_grad(getattr(m, attribute))]
-        grads = precondition(layers, factor, group["delta"], group["step"])
+        grads = self.preconditioner(layers, factor, group["delta"], group["step"])
         return [(getattr(m, attribute), g) for (_, m), g in zip(layers, grads, strict=True)]
 
     def _update(self, group: dict, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
