@@ -60,7 +60,7 @@ class AdapterOptimizer(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
+        eps: float = 1e-6,  # the reference's, as OptimizerConfig
         bias_correction: bool = True,
         precondition_b_with_updated_a: bool = False,
         router_lr: float | None = None,
