@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 
 # Lightning's product tips, and a note on its own checkpoint loading (loralab's checkpoints are
-# read by checkpointing.safe_load, which refuses pickled code).
+# read by runs.checkpoints.safe_load, which refuses pickled code).
 NOISE = ("💡 Tip:", "`weights_only` was not set")
 
 
