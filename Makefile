@@ -1,4 +1,4 @@
-# loralab: `make demo` runs the default experiment, `make test` runs the checks and test suite.
+# loralab: `make demo` runs the default run, `make test` runs the checks and test suite.
 # Both create .venv when missing and install into it; a stamp keeps repeat runs instant.
 PYTHON ?= python3
 VENV ?= .venv

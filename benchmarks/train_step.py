@@ -43,6 +43,7 @@ from benchmarks.variants import (
     make_step,
     static_bytes,
 )
+from loralab.adapters import set_gate_rescale
 from loralab.optim import build_optimizer
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -231,9 +232,10 @@ def bench_optimizers(built, args, device, budget_s: float) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     for param in params:
         param.grad = torch.randn(param.shape, generator=generator).to(param.device, param.dtype)
+    set_gate_rescale(model, False)  # the shared model may come from the "g" variant's last step
     optimizers = {
         name: build_optimizer(model, {"name": name, "lr": LR, "router_lr": ROUTER_LR})[0]
-        for name in OPTIMIZERS
+        for name in OPTIMIZERS  # none gate-rescaled: rescaling changes the forward, not the step
     }
     steps = {name: opt.step for name, opt in optimizers.items()}
     for step in steps.values():  # allocates the moments

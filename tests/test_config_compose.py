@@ -137,3 +137,13 @@ def test_scienceqa_twins_keep_the_papers_method_and_grid_on_real_data(twin):
     assert cfg.data.target_layout == "reference" and not cfg.optimizer.bias_correction
     assert cfg.optimizer.router_lr == 3e-8
     assert compose_sweep(twin)["optimizer"] == compose_sweep(paper)["optimizer"]
+
+
+def test_an_unresolvable_per_family_setting_is_a_config_error():
+    """The CPU twins key their lr on the optimizer's family: an unknown name must be a clear
+    config error (exit 2), not an interpolation traceback."""
+    from loralab.validation import ConfigError
+
+    cfg = compose_config(["experiment=paper_fig3_cpu", "optimizer.name=bogus"])
+    with pytest.raises(ConfigError, match="optimizer.name='bogus' is invalid: must be one of sgd"):
+        validate_config(cfg)

@@ -133,3 +133,12 @@ def test_registered_adapter_kind_wraps_targets_with_its_layer():
         CUSTOM_KINDS.pop("scaled_lora")
     with pytest.raises(ValueError, match="adapter.kind='scaled_lora'"):
         AdapterConfig(kind="scaled_lora")
+
+
+def test_built_in_names_cannot_be_registered_over():
+    with pytest.raises(ValueError, match="'rsgd' is built in"):
+        register_variant("rsgd", base="sgd", riemannian=True, gate_rescale=False)
+    with pytest.raises(ValueError, match="'scienceqa' is built in"):
+        register_task("scienceqa", lambda cfg, splits: None)
+    with pytest.raises(ValueError, match="'lora' is built in"):
+        register_adapter_kind("lora", ScaledLoRA)

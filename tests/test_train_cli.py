@@ -302,3 +302,14 @@ def test_unwritable_checkpoint_folder_stops_the_run_before_the_model_loads(tmp_p
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"cannot write the run's checkpoints to {run_dir / 'checkpoints'}" in done.stderr
     assert not (run_dir / "metrics.csv").exists()
+
+
+def test_a_gate_rescaled_optimizer_on_lora_sets_no_switch_without_a_router(tmp_path):
+    """gRAdamW (the default) with plain LoRA: there is no gate to rescale, so the adapters are
+    built without the switch and nothing warns that it has no effect."""
+    args = ["experiment=smoke", "adapter=lora", "trainer.max_steps=2", "logger=csv"]
+    done = train_cli([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "has no effect" not in done.stderr
+    saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert saved["gate_rescale"] is False and saved["kind"] == "lora"

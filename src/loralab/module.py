@@ -202,7 +202,9 @@ class AdapterModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["loralab_rng"] = rng_state()
         checkpoint["loralab_skipped"] = self.skipped
-        if self.run_identity is not None:  # what a resume must match (checkpointing)
+        if (
+            self.run_identity is not None
+        ):  # what a resume must match (runs.checkpoints.run_identity)
             checkpoint["loralab_run"] = self.run_identity
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -75,7 +75,8 @@ def run(cfg: DictConfig, run_dir: Path):
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # the one place the optimizer's name becomes the adapters' gate-rescaling switch
     optimizer_cfg = OptimizerConfig.from_mapping(resolved["optimizer"])
-    adapter_values = dict(resolved["adapter"], gate_rescale=optimizer_cfg.gate_rescale)
+    routed = resolved["adapter"].get("num_experts", 1) > 1  # without a router there is no gate
+    adapter_values = dict(resolved["adapter"], gate_rescale=optimizer_cfg.gate_rescale and routed)
     adapter_cfg = AdapterConfig.from_mapping(adapter_values)
 
     model, tokenizer = load_model(resolved["model"])

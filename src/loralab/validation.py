@@ -44,11 +44,29 @@ def validate_config(cfg: Mapping[str, Any], entry: str = "train") -> None:
         import_plugins(_plain(plugins))
     except PluginError as err:
         errors.append(str(err))
+    unresolvable = _resolution_error(cfg)
+    if unresolvable:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join([*errors, unresolvable]))
     errors += _shared_errors(cfg)
     errors += _train_errors(cfg) if entry == "train" else _eval_errors(cfg)
     errors += _typed_key_errors(_plain(cfg))
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _resolution_error(cfg) -> str | None:
+    """Why the config's interpolations cannot be resolved (e.g. a per-family setting keyed by
+    an optimizer name nobody registered), or None."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(cfg, DictConfig):
+        return None
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        cause = err.__cause__ if isinstance(err.__cause__, ValueError) else err
+        return str(cause).split("\n")[0].strip("'\"")
+    return None
 
 
 def _checker(errors: list[str]):

@@ -4,6 +4,7 @@ that wrote the checkpoint keeps every file byte for byte (exit 2, the difference
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.helpers import run_cli
 
@@ -152,3 +153,20 @@ def test_a_garbled_metrics_file_stops_the_resume_with_exit_2(finished, tmp_path)
     # the run's own log records the attempt (resume=auto in its own folder); nothing else moves
     assert after.pop("train.log").startswith(before.pop("train.log"))
     assert after == before
+
+
+def test_runs_that_recorded_the_optimizer_switches_still_resume():
+    """Earlier runs recorded optimizer.base / riemannian / gate_rescale and adapter.gate_rescale
+    in their checkpoints; the name fixes them, so they are no difference. Other keys still are."""
+    from loralab.runs.checkpoints import resume_mismatches, run_identity
+    from tests.helpers import compose_config
+
+    resolved = OmegaConf.to_container(compose_config(["experiment=smoke"]), resolve=True)
+    old = run_identity(resolved)
+    old["optimizer"] = dict(old["optimizer"], base="adamw", riemannian=True, gate_rescale=True)
+    old["adapter"] = dict(old["adapter"], gate_rescale=False)
+    assert resume_mismatches({"loralab_run": old}, resolved, {}) == []
+    old["optimizer"]["lr"] = 1.0
+    assert resume_mismatches({"loralab_run": old}, resolved, {}) == [
+        "optimizer.lr=1.0 there -> 0.005 here"
+    ]

@@ -71,6 +71,8 @@ def register_variant(
 ) -> Variant:
     """Make `optimizer.name=<name>` a variant of its own, e.g. a Riemannian one with another
     `preconditioner(layers, factor, delta, step) -> [gradient per layer]`."""
+    if name in OPTIMIZER_NAMES:
+        raise ValueError(f"optimizer {name!r} is built in; register under another name")
     if base not in BASES:
         raise ValueError(f"base={base!r} is invalid: must be one of {', '.join(BASES)}")
     if preconditioner is not None and not riemannian:
@@ -177,10 +179,6 @@ class OptimizerConfig:
         object.__setattr__(self, "betas", tuple(betas))
         if self.scheduler is not None:
             object.__setattr__(self, "scheduler", _checked_scheduler(self.scheduler))
-
-    def as_dict(self) -> dict:
-        """Every setting, the three switches included."""
-        return dataclasses.asdict(self) | {key: getattr(self, key) for key in SWITCHES}
 
 
 def _checked_scheduler(config) -> dict:

@@ -56,7 +56,7 @@ def resume_mismatches(
     differences = []
     saved = checkpoint.get("loralab_run")
     if saved is not None:
-        differences += _differences(saved, run_identity(resolved), "")
+        differences += _differences(_without_switches(saved), run_identity(resolved), "")
     stored = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
     for name, shape in adapter_shapes.items():
         if name not in stored:
@@ -64,6 +64,19 @@ def resume_mismatches(
         elif stored[name] != shape:
             differences.append(f"{name}: shape {list(stored[name])} there -> {list(shape)} here")
     return differences
+
+
+def _without_switches(identity: dict[str, Any]) -> dict[str, Any]:
+    """A recorded identity without optimizer.base / riemannian / gate_rescale and
+    adapter.gate_rescale: older runs recorded them, and optimizer.name fixes all four."""
+    identity = dict(identity)
+    for section, keys in (
+        ("optimizer", ("base", "riemannian", "gate_rescale")),
+        ("adapter", ("gate_rescale",)),
+    ):
+        if isinstance(identity.get(section), dict):
+            identity[section] = {k: v for k, v in identity[section].items() if k not in keys}
+    return identity
 
 
 def _differences(there: Any, here: Any, prefix: str) -> list[str]:

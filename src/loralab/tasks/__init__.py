@@ -9,20 +9,21 @@ registry.py     name -> builder; `register_task` adds a user's own task
 """
 
 from loralab.tasks import commonsense, demo, scienceqa
-from loralab.tasks.base import Task
+from loralab.tasks.base import DataError, Task
 from loralab.tasks.registry import (
+    BUILT_IN,
     SPLITS,
     TASKS,
     build_task,
     register_task,
     task_config_errors,
 )
-from loralab.tasks.sources import DataError
 
 register_task("demo", demo.build, demo.config_errors)
 register_task("scienceqa", scienceqa.build, scienceqa.config_errors, split_sources=True)
 for _name in (commonsense.MIX, *commonsense.COMMONSENSE_TASKS):
     register_task(_name, commonsense.build, commonsense.config_errors)
+BUILT_IN.update(TASKS)
 
 __all__ = [
     "SPLITS",

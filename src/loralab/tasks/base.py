@@ -1,7 +1,7 @@
 """What a task is to the rest of loralab: records per split, and how each record becomes a
 prompt, a target, scored options and a parsed generated answer.
 
-A task knows nothing of models or adapters. Subclass `Task` for a new record format and
+A task knows nothing of models or adapters. `DataError` is what reading a task's data raises. Subclass `Task` for a new record format and
 register it (`loralab.tasks.register_task`) to use it from the configs.
 """
 
@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class DataError(ValueError):
+    """Unreadable or malformed data: the message names the file, the record and the field."""
 
 
 @dataclass

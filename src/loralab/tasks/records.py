@@ -17,7 +17,7 @@ import json
 import zlib
 from pathlib import Path
 
-from loralab.tasks.sources import DataError
+from loralab.tasks.base import DataError
 
 
 class Records:

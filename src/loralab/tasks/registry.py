@@ -27,6 +27,7 @@ class TaskEntry:
 
 
 TASKS: dict[str, TaskEntry] = {}
+BUILT_IN: set[str] = set()  # filled by loralab.tasks; register_task refuses these names
 
 
 def register_task(
@@ -36,6 +37,8 @@ def register_task(
     split_sources: bool = False,
 ) -> None:
     """Make `task.name=<name>` build tasks with `build(task_cfg, splits)`."""
+    if name in BUILT_IN:
+        raise ValueError(f"task {name!r} is built in; register under another name")
     TASKS[name] = TaskEntry(build, config_errors, split_sources)
 
 

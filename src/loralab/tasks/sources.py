@@ -17,6 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from loralab.tasks.base import DataError
+from loralab.tasks.records import read_json_records
+
 log = logging.getLogger(__name__)
 
 FILE_FORMATS = {
@@ -39,10 +42,6 @@ ACCEPTED = (
     "val, dev or test), one such file, or an http(s) folder of <split>.json files"
 )
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
-
-
-class DataError(ValueError):
-    """Unreadable or malformed data: the message names the file, the record and the field."""
 
 
 @dataclass
@@ -148,8 +147,6 @@ def _read_file(file: Path):
     """JSON through Python's json (values exactly as written, `records`); parquet through
     datasets (typed columns)."""
     import datasets
-
-    from loralab.tasks.records import read_json_records
 
     _, suffix = _split_suffix(file.name)
     if suffix is None:
