@@ -145,5 +145,7 @@ def test_an_unresolvable_per_family_setting_is_a_config_error():
     from loralab.validation import ConfigError
 
     cfg = compose_config(["experiment=paper_fig3_cpu", "optimizer.name=bogus"])
-    with pytest.raises(ConfigError, match="optimizer.name='bogus' is invalid: must be one of sgd"):
+    with pytest.raises(
+        ConfigError, match=r"config:\n  - optimizer.name=.bogus. is invalid: must be one of sgd"
+    ):
         validate_config(cfg)

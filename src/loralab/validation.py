@@ -64,8 +64,8 @@ def _resolution_error(cfg) -> str | None:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
-        cause = err.__cause__ if isinstance(err.__cause__, ValueError) else err
-        return str(cause).split("\n")[0].strip("'\"")
+        message = str(err).split("\n")[0]
+        return message.split("while resolving interpolation: ")[-1].strip("'\"")
     return None
 
 
