@@ -41,3 +41,22 @@ def test_commonsense_mean_is_the_plain_mean_of_tasks():
     table = to_markdown(summary, "commonsense/test")
     assert "| mean of tasks | | 37.5% | |" in table
     assert "2 over-long records dropped" in table
+
+
+def test_reference_rates_show_a_model_that_learned_only_the_answer_prior():
+    """Chance, the majority answer and the share of the most common prediction, so that a model
+    answering answer1 to everything reads as that, not as learning."""
+    golds = ["answer1"] * 3 + ["answer2", "answer3"]
+    results = [
+        {"gold": g, "prediction": "answer1", "correct": g == "answer1", "options": 4} for g in golds
+    ]
+    results[-1] = dict(results[-1], options=2)
+    rates = summarize(results)["reference"]
+    assert rates["majority_answer"] == "answer1" and rates["majority_rate"] == 0.6
+    assert rates["top_prediction"] == "answer1" and rates["top_prediction_share"] == 1.0
+    assert rates["chance"] == (4 * 0.25 + 0.5) / 5
+    table = to_markdown(summarize(results), "obqa/test")
+    assert "chance 30.0%; always answer1 (the most common answer) 60.0%;" in table
+    assert "most common prediction answer1 (100.0% of answers)." in table
+    unparsed = [dict(r, prediction=None, correct=False) for r in results]
+    assert "no parsable prediction." in to_markdown(summarize(unparsed), "t")

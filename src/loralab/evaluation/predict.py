@@ -98,8 +98,14 @@ def _generate(
 
 
 def _result(task, record, prediction: str | None, output: str | None) -> dict:
-    gold = task.option_labels(record)[task.gold_index(record)]
-    result = {"id": record.get("id"), "gold": gold, "prediction": prediction}
+    labels = task.option_labels(record)
+    gold = labels[task.gold_index(record)]
+    result = {
+        "id": record.get("id"),
+        "gold": gold,
+        "prediction": prediction,
+        "options": len(labels),
+    }
     result["correct"] = prediction == gold
     if output is not None:
         result["output"] = output
