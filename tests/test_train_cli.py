@@ -170,6 +170,7 @@ def test_accuracy_table_reports_gain_generate_accuracy_and_decision_loss():
         "40.0 ± 0.0",
         "55.0 ± 5.0",
         "15.0 ± 5.0",
+        "10.0 ± 0.0",  # the step-0 generate accuracy
         "40.0 ± 10.0",
         "1.500 ± 0.500",
         "0.667 ± 0.000",
@@ -313,3 +314,35 @@ def test_a_gate_rescaled_optimizer_on_lora_sets_no_switch_without_a_router(tmp_p
     assert "has no effect" not in done.stderr
     saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert saved["gate_rescale"] is False and saved["kind"] == "lora"
+
+
+def test_a_baseline_fills_the_before_of_runs_that_did_not_measure_it(tmp_path):
+    """Grids skip the untrained model's evaluation (the same for every run); its loralab-eval
+    folders give the table its before and gain columns."""
+    from loralab.figures import accuracy_table, load_baseline
+
+    for mode, accuracy in (("score", 0.22), ("generate", 0.014)):
+        (tmp_path / mode).mkdir()
+        summary = {"overall": {"accuracy": accuracy}}
+        config = {"mode": mode, "adapter_dir": None}
+        (tmp_path / mode / "eval.json").write_text(
+            json.dumps({"config": config, "summary": summary})
+        )
+    baseline = load_baseline([tmp_path / "score", tmp_path / "generate"])
+    assert baseline == {"score": 0.22, "generate": 0.014}
+    frame = pd.DataFrame({"step": [0, 99], "train/loss": [1.0, 0.5], "test/gen_acc": [None, 0.3]})
+    runs = [("run-s0", frame, {"test_acc_before": None, "test_acc_after": 0.276})]
+    cells = accuracy_table({"run": runs}, baseline).splitlines()[2].strip("|").split("|")
+    assert [c.strip() for c in cells[2:7]] == [
+        "22.0 ± 0.0",
+        "27.6 ± 0.0",
+        "5.6 ± 0.0",
+        "1.4 ± 0.0",
+        "30.0 ± 0.0",
+    ]
+    assert "n/a" in accuracy_table({"run": runs}).splitlines()[2]  # without it: unknown
+    (tmp_path / "adapted").mkdir()
+    adapted = {"config": {"mode": "score", "adapter_dir": "run/adapter"}, "summary": {}}
+    (tmp_path / "adapted" / "eval.json").write_text(json.dumps(adapted))
+    with pytest.raises(ValueError, match="the baseline is the untrained model"):
+        load_baseline([tmp_path / "adapted"])

@@ -186,6 +186,37 @@ def final_accuracy(frame: pd.DataFrame, summary: dict) -> tuple[float | None, fl
     return before, summary.get("test_acc_after", tests[-1] if tests else None)
 
 
+def generate_before(frame: pd.DataFrame) -> float | None:
+    """The step-0 generate-mode accuracy, when the run measured it (generate_at_start)."""
+    if "test/gen_acc" not in frame:
+        return None
+    rows = frame[["step", "test/gen_acc"]].dropna()
+    return (
+        float(rows["test/gen_acc"].iloc[0]) if len(rows) > 1 and rows["step"].iloc[0] == 0 else None
+    )
+
+
+def load_baseline(eval_dirs: list[Path]) -> dict[str, float]:
+    """{mode: accuracy} of the untrained model from loralab-eval run folders (eval.json without
+    an adapter): the "before" of runs that skip measuring it (evaluation.before_training=false,
+    generate_at_start=false), since it is the same for every run of a grid."""
+    baseline = {}
+    for folder in eval_dirs:
+        file = Path(folder) / "eval.json"
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"--baseline {folder}: no eval.json (a loralab-eval run folder)"
+            )
+        result = json.loads(file.read_text())
+        if result["config"].get("adapter_dir"):
+            raise ValueError(
+                f"--baseline {folder}: evaluates adapter {result['config']['adapter_dir']}; "
+                "the baseline is the untrained model (loralab-eval without adapter_dir)"
+            )
+        baseline[result["config"]["mode"]] = result["summary"]["overall"]["accuracy"]
+    return baseline
+
+
 def _mean_std(values: list[float | None], scale: float, digits: int) -> str:
     known = pd.Series([scale * v for v in values if v is not None], dtype=float)
     return "n/a" if known.empty else f"{known.mean():.{digits}f} ± {known.std(ddof=0):.{digits}f}"
@@ -204,26 +235,32 @@ def last_value(frame: pd.DataFrame, column: str) -> float | None:
     return float(values.iloc[-1]) if len(values) else None
 
 
-def accuracy_table(groups: dict[str, list]) -> str:
+def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = None) -> str:
     """Per group, mean ± std over seeds (population std): score-mode test accuracy (%) before
-    and after training and its gain, generate-mode test accuracy (%) at the end (the paper's
-    measure; n/a unless evaluation.generate_every was set), the last validation decision-token
-    loss and the final training loss."""
+    and after training and its gain, generate-mode test accuracy (%) before and at the end (the
+    paper's measure; n/a unless evaluation.generate_every was set), the last validation
+    decision-token loss and the final training loss. A run that did not measure a "before"
+    takes it from `baseline` ({mode: accuracy} of the untrained model), if given."""
+    baseline = baseline or {}
     lines = [
-        "| run | seeds | test acc before | test acc after | gain | generate acc after | "
-        f"val decision loss | train loss (last {TAIL_STEPS} steps) | steps |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | seeds | test acc before | test acc after | gain | generate acc before | "
+        f"generate acc after | val decision loss | train loss (last {TAIL_STEPS} steps) | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in groups.items():
         pairs = [final_accuracy(frame, summary) for _, frame, summary in runs]
+        pairs = [(baseline.get("score") if b is None else b, a) for b, a in pairs]
         before, after = (_mean_std(list(values), 100, 1) for values in zip(*pairs, strict=True))
         gains = [None if None in pair else pair[1] - pair[0] for pair in pairs]
+        started = [generate_before(frame) for _, frame, _ in runs]
+        started = [baseline.get("generate") if g is None else g for g in started]
         generated = [last_value(frame, "test/gen_acc") for _, frame, _ in runs]
         decision = [last_value(frame, "val/decision_loss") for _, frame, _ in runs]
         cells = [
             before,
             after,
             _mean_std(gains, 100, 1),
+            _mean_std(started, 100, 1),
             _mean_std(generated, 100, 1),
             _mean_std(decision, 1, 3),
             _mean_std([final_train_loss(frame) for _, frame, _ in runs], 1, 3),
@@ -247,18 +284,28 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="draw the training loss as a trailing mean over this many steps (default 1: raw)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="EVAL_DIR",
+        help="a loralab-eval folder of the untrained model (score or generate mode; repeat for "
+        "both): the 'before' of runs that did not measure it",
+    )
     args = parser.parse_args(argv)
     if args.smooth < 1:
         parser.error(f"--smooth {args.smooth}: must be an integer >= 1")
     try:
         runs = [load_run(d) for d in args.run_dirs]
-    except FileNotFoundError as err:
+        baseline = load_baseline(args.baseline)
+    except (FileNotFoundError, ValueError) as err:
         print(f"loralab-figures: {err}", file=sys.stderr)
         sys.exit(2)
     groups = group_by_seed(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     paths = draw(groups, args.out, args.smooth) + draw_train_loss(groups, args.out, args.smooth)
-    table = accuracy_table(groups)
+    table = accuracy_table(groups, baseline)
     (args.out / "accuracy.md").write_text(table)
     print(table)
     print("figures:", ", ".join(str(p) for p in paths))
