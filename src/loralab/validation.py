@@ -44,29 +44,26 @@ def validate_config(cfg: Mapping[str, Any], entry: str = "train") -> None:
         import_plugins(_plain(plugins))
     except PluginError as err:
         errors.append(str(err))
-    unresolvable = _resolution_error(cfg)
+    plain, unresolvable = _resolved(cfg)
     if unresolvable:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join([*errors, unresolvable]))
     errors += _shared_errors(cfg)
     errors += _train_errors(cfg) if entry == "train" else _eval_errors(cfg)
-    errors += _typed_key_errors(_plain(cfg))
+    errors += _typed_key_errors(plain)
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
 
 
-def _resolution_error(cfg) -> str | None:
-    """Why the config's interpolations cannot be resolved (e.g. a per-family setting keyed by
-    an optimizer name nobody registered), or None."""
+def _resolved(cfg) -> tuple[Any, str | None]:
+    """(the config as plain containers, None), or (None, why its interpolations cannot be
+    resolved, e.g. a per-family setting keyed by an optimizer name nobody registered)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    if not isinstance(cfg, DictConfig):
-        return None
     try:
-        OmegaConf.to_container(cfg, resolve=True)
+        return _plain(cfg), None
     except OmegaConfBaseException as err:
         message = str(err).split("\n")[0]
-        return message.split("while resolving interpolation: ")[-1].strip("'\"")
-    return None
+        return None, message.split("while resolving interpolation: ")[-1].strip("'\"")
 
 
 def _checker(errors: list[str]):
