@@ -1,8 +1,9 @@
 """``loralab-eval``: accuracy of a saved adapter (or of the bare base model) on one task split.
 
 Flow: validate the config (exit 2 on any bad value, before anything loads) -> the task's split
--> model (+ the adapter from ``adapter_dir``) -> predictions in ``score`` or ``generate``
-mode -> ``eval.json`` (config, summary, per-record predictions) and ``eval.md`` (the table) in
+-> model (+ the adapter from ``adapter_dir``) on ``device`` -> predictions in ``score`` or
+``generate`` mode, under ``precision`` (``auto`` resolves as ``trainer.precision=auto`` does, so
+a run's adapter is scored with the numerics it was trained and tested with) -> ``eval.json`` (config, summary, per-record predictions) and ``eval.md`` (the table) in
 the run directory; the table is printed. Unreadable or malformed data also exits 2, with the
 message that names the file, record and field.
 """
@@ -31,6 +32,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
+    from loralab.precision import forward_context, resolve_precision
     from loralab.tasks import build_task
     from loralab.tasks.sources import DataError
 
@@ -49,30 +51,49 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     model, tokenizer = load_model(resolved["model"])
     if cfg.adapter_dir is not None:
         load_adapter(model, cfg.adapter_dir)
-    results, dropped = predict_split(
-        model,
-        tokenizer,
-        task,
-        cfg.split,
-        cfg.mode,
-        resolved["data"],
-        cfg.max_new_tokens,
-        progress=True,
-    )
+    device = eval_device(cfg.device)
+    model.to(device)
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    precision = resolve_precision({"precision": cfg.precision, "accelerator": accelerator}, model)
+    with forward_context(precision, device):
+        results, dropped = predict_split(
+            model,
+            tokenizer,
+            task,
+            cfg.split,
+            cfg.mode,
+            resolved["data"],
+            cfg.max_new_tokens,
+            progress=True,
+        )
     summary = summarize(results, dropped)
     adapter = cfg.adapter_dir or "base model"
-    title = f"{task.name}/{cfg.split}, {cfg.mode} mode, {resolved['model']['name']} + {adapter}"
+    title = (
+        f"{task.name}/{cfg.split}, {cfg.mode} mode, {resolved['model']['name']} + {adapter} "
+        f"({device.type}, {precision})"
+    )
     table = to_markdown(summary, title)
     run_dir.mkdir(parents=True, exist_ok=True)
     report = {
         "config": resolved,
         "summary": summary,
+        "device": str(device),
+        "precision": precision,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "records": results,
     }
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
     (run_dir / "eval.md").write_text(table)
     return {"summary": summary, "table": table, "run_dir": str(run_dir)}
+
+
+def eval_device(name: str):
+    """``device``: ``auto`` is the GPU where torch sees one, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

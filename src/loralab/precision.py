@@ -4,10 +4,12 @@ CPUs differ: with native bf16 kernels (AVX512-BF16, AMX) a bf16 matmul runs abou
 as float32; without them bf16 is emulated and slower (1.4x on one of our machines). So ``auto``
 times the model's own layer shapes both ways, once per machine, and caches the answer in the
 loralab cache. On a GPU ``auto`` is bf16-mixed. Any explicit precision is used as given.
+loralab-eval resolves its ``precision`` the same way, so an adapter is scored as it was trained.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -23,6 +25,7 @@ log = logging.getLogger("loralab")
 
 AUTO = "auto"
 CPU_CHOICES = ("32-true", "bf16-mixed")
+EVAL_CHOICES = (AUTO, *CPU_CHOICES)  # loralab-eval: no Trainer, so plain float32 or autocast
 # bf16 also rounds: take it only when it is clearly faster, not within timing noise.
 BF16_MIN_SPEEDUP = 1.15
 PROBE_TOKENS = 256  # rows of the probe's matmuls: a batch of 8 prompts of ~32 tokens
@@ -59,6 +62,16 @@ def resolve_precision(trainer_cfg: Mapping[str, Any], model) -> str:
         BF16_MIN_SPEEDUP,
     )
     return choice
+
+
+def forward_context(precision: str, device: torch.device):
+    """What Lightning's precision plugin wraps a forward pass in, outside a Trainer: bf16
+    autocast for ``bf16-mixed``, nothing for ``32-true``."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "32-true":
+        return contextlib.nullcontext()
+    raise ValueError(f"precision={precision!r} must be one of {list(CPU_CHOICES)} here")
 
 
 def choose_cpu_precision(float32_ms: float, bf16_ms: float) -> str:

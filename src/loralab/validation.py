@@ -22,6 +22,7 @@ PRECISIONS += ("32", "16", "64", "bf16", "transformer-engine", "transformer-engi
 
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+EVAL_DEVICES = ("auto", "cpu", "cuda")
 
 
 class ConfigError(ValueError):
@@ -106,7 +107,10 @@ def _shared_errors(cfg: Mapping[str, Any]) -> list[str]:
 
 def _eval_errors(cfg: Mapping[str, Any]) -> list[str]:
     """loralab-eval's own keys: which split, which mode, which adapter."""
+    import torch
+
     from loralab.evaluation.predict import MODES
+    from loralab.precision import EVAL_CHOICES
     from loralab.tasks import SPLITS
 
     errors: list[str] = []
@@ -114,6 +118,15 @@ def _eval_errors(cfg: Mapping[str, Any]) -> list[str]:
         errors.append(f"split={cfg['split']!r} must be one of {list(SPLITS)}")
     if cfg["mode"] not in MODES:
         errors.append(f"mode={cfg['mode']!r} must be one of {list(MODES)}")
+    if cfg["precision"] not in EVAL_CHOICES:
+        errors.append(
+            f"precision={cfg['precision']!r} must be one of {list(EVAL_CHOICES)} (use the "
+            "precision the run trained with: its summary.json names it)"
+        )
+    if cfg["device"] not in EVAL_DEVICES:
+        errors.append(f"device={cfg['device']!r} must be one of {list(EVAL_DEVICES)}")
+    elif cfg["device"] == "cuda" and not torch.cuda.is_available():
+        errors.append("device='cuda' but torch sees no CUDA device here: use device=auto or cpu")
     adapter_dir = cfg["adapter_dir"]
     if adapter_dir is not None and not (Path(adapter_dir) / "adapter_config.json").is_file():
         errors.append(

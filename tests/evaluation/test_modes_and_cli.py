@@ -43,11 +43,11 @@ def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("trained")
     cfg = compose_config(TRAIN)
     summary, _ = run(cfg, run_dir)
-    return OmegaConf.to_container(cfg, resolve=True), summary["adapter_dir"]
+    return OmegaConf.to_container(cfg, resolve=True), summary["adapter_dir"], summary
 
 
 def test_score_and_generate_agree(trained):
-    cfg, adapter_dir = trained
+    cfg, adapter_dir, _ = trained
     model, tokenizer = load_model(cfg["model"])
     load_adapter(model, adapter_dir)
     task = build_task(cfg["task"], splits=("test",))
@@ -71,7 +71,7 @@ def eval_cli(args, tmp_path):
 
 
 def test_eval_cli_writes_json_and_table(trained, tmp_path):
-    _, adapter_dir = trained
+    _, adapter_dir, _ = trained
     run_dir = tmp_path / "eval"
     done = eval_cli(
         [
@@ -97,6 +97,41 @@ def test_eval_cli_writes_json_and_table(trained, tmp_path):
     assert "q/s" in done.stderr or "s/q" in done.stderr  # with its throughput
 
 
+def test_eval_reproduces_the_runs_own_test_accuracy(trained, tmp_path):
+    """Scored at the precision the run trained with (named in its summary), on the run's test
+    split, loralab-eval gives the run's own final test accuracy (batches differ: one record of
+    200 may flip on a near-tie), and names the device and precision it used."""
+    _, adapter_dir, summary = trained
+    run_dir = tmp_path / "eval"
+    done = eval_cli(
+        [
+            *[arg for arg in TRAIN if arg.startswith(("task", "model="))],
+            f"adapter_dir={adapter_dir}",
+            f"precision={summary['precision']}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["summary"]["overall"]["n"] == 200
+    assert abs(report["summary"]["overall"]["accuracy"] - summary["test_acc_after"]) <= 1 / 200
+    assert report["device"] == "cpu" and report["precision"] == "32-true"
+    assert "(cpu, 32-true)" in (run_dir / "eval.md").read_text()
+
+
+def test_forward_context_is_autocast_only_for_bf16_mixed():
+    from loralab.precision import forward_context
+
+    layer, x, cpu = torch.nn.Linear(4, 4), torch.randn(2, 4), torch.device("cpu")
+    with forward_context("bf16-mixed", cpu):
+        assert layer(x).dtype == torch.bfloat16
+    with forward_context("32-true", cpu):
+        assert layer(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="16-mixed"):
+        forward_context("16-mixed", cpu)
+
+
 BAD = {
     "mode=beam": "mode='beam' must be one of ['score', 'generate']",
     "split=dev": "split='dev' must be one of",
@@ -104,6 +139,8 @@ BAD = {
     "task.max_examples.test=-1": "task.max_examples.test=-1 must be",
     "max_new_tokens=0": "max_new_tokens=0 must be",
     "data.overflow=wrap": "data.overflow='wrap' must be one of",
+    "precision=16-mixed": "precision='16-mixed' must be one of ['auto', '32-true', 'bf16-mixed']",
+    "device=tpu": "device='tpu' must be one of ['auto', 'cpu', 'cuda']",
 }
 
 
@@ -126,7 +163,7 @@ def test_eval_exits_2_on_an_unknown_key_and_on_a_non_finite_adapter(trained, tmp
 
     done = eval_cli(["model=tiny_llama", "nonexistent_key=1"], tmp_path)
     assert done.returncode == 2 and "nonexistent_key" in done.stderr
-    _, adapter_dir = trained
+    _, adapter_dir, _ = trained
     broken = tmp_path / "broken"
     shutil.copytree(adapter_dir, broken)
     tensors = load_file(broken / "adapter.safetensors")
