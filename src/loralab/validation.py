@@ -106,7 +106,7 @@ def _shared_errors(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def _eval_errors(cfg: Mapping[str, Any]) -> list[str]:
-    """loralab-eval's own keys: which split, which mode, which adapter."""
+    """loralab-eval's own keys: which split, mode, precision, device and adapter."""
     import torch
 
     from loralab.evaluation.predict import MODES
