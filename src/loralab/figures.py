@@ -6,7 +6,8 @@ figures, each as PNG and PDF: ``runs`` (Figure 2's layout: training loss, eval l
 accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel per group,
 i.e. per optimizer in an optimizer grid, the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
 band. Also writes ``accuracy.md``: test accuracy and final training loss, mean and standard
-deviation over seeds. Every run also draws its own ``curves.png`` here (`plot_run_curves`).
+deviation over seeds, and for runs on a test split that mixes tasks (the commonsense mix)
+``per_task.md``: each task's test accuracy and their mean. Every run also draws its own ``curves.png`` here (`plot_run_curves`).
 """
 
 from __future__ import annotations
@@ -270,11 +271,49 @@ def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = 
     return "\n".join(lines) + "\n"
 
 
+def per_task_table(groups: dict[str, list]) -> str | None:
+    """Per group, mean ± std over seeds of each task's test accuracy (%) after training and of
+    their plain mean (MoSLoRA's table); first row: the untrained model, from the runs' "before"
+    (the same for every run of one test set). None when no run logged per-task accuracy."""
+    from loralab.runs.loggers import TASK_ACCURACY
+
+    runs = [frame for members in groups.values() for _, frame, _ in members]
+    columns = {c for frame in runs for c in frame.columns if c.startswith(TASK_ACCURACY)}
+    tasks = sorted(c.removeprefix(TASK_ACCURACY) for c in columns)
+    if not tasks:
+        return None
+
+    def accuracies(frame: pd.DataFrame, before: bool) -> list[float | None]:
+        """Each task's first (before: of two or more) or last logged value, then their mean."""
+        row = []
+        for task in tasks:
+            column = TASK_ACCURACY + task
+            logged = frame[column].dropna() if column in frame else pd.Series(dtype=float)
+            enough = len(logged) > 1 if before else len(logged) > 0
+            row.append(float(logged.iloc[0 if before else -1]) if enough else None)
+        return [*row, None if None in row else sum(row) / len(row)]
+
+    def cells(rows: list[list[float | None]]) -> str:
+        return " | ".join(_mean_std(list(column), 100, 1) for column in zip(*rows, strict=True))
+
+    lines = [
+        f"| run | seeds | {' | '.join(tasks)} | mean |",
+        "|---|---|" + "---:|" * (len(tasks) + 1),
+        f"| untrained | {len(runs)} | {cells([accuracies(frame, True) for frame in runs])} |",
+    ]
+    for name, members in groups.items():
+        lines.append(
+            f"| {name} | {len(members)} | {cells([accuracies(f, False) for _, f, _ in members])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="loralab-figures",
         description="Loss/accuracy curves (mean and spread over seeds) and an accuracy table: "
-        "runs.png/pdf (Figure 2 layout), train_loss.png/pdf (Figure 3 layout), accuracy.md.",
+        "runs.png/pdf (Figure 2 layout), train_loss.png/pdf (Figure 3 layout), accuracy.md, "
+        "and per_task.md for runs on a mixed test split (the commonsense mix).",
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, help="loralab run directories")
     parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
@@ -308,6 +347,10 @@ def main(argv: list[str] | None = None) -> None:
     table = accuracy_table(groups, baseline)
     (args.out / "accuracy.md").write_text(table)
     print(table)
+    by_task = per_task_table(groups)
+    if by_task is not None:
+        (args.out / "per_task.md").write_text(by_task)
+        print(by_task)
     print("figures:", ", ".join(str(p) for p in paths))
 
 

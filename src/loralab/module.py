@@ -165,14 +165,18 @@ class AdapterModule(L.LightningModule):
         predictions = predict_options(
             logits, counts, batch["option_offset"], batch["option_token_ids"]
         )
-        accuracy = (predictions == batch["gold"]).float().mean()
+        correct = (predictions == batch["gold"]).float()
         decision_loss, decision_correct = decision_token(
             logits, targets, counts, batch["option_offset"]
         )
         self.log(f"{split}/loss", loss, batch_size=size, prog_bar=split == "val")
-        self.log(f"{split}/acc", accuracy, batch_size=size, prog_bar=split == "val")
+        self.log(f"{split}/acc", correct.mean(), batch_size=size, prog_bar=split == "val")
         self.log(f"{split}/decision_loss", decision_loss.mean(), batch_size=size)
         self.log(f"{split}/decision_acc", decision_correct.mean(), batch_size=size)
+        tasks = batch.get("task")  # a split that mixes tasks: accuracy per task as well
+        for name in sorted(set(tasks or ())):
+            rows = [row for row, task in enumerate(tasks) if task == name]
+            self.log(f"{split}/acc/{name}", correct[rows].mean(), batch_size=len(rows))
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")

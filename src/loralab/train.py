@@ -56,7 +56,13 @@ def run(cfg: DictConfig, run_dir: Path):
         resume_mismatches,
         run_identity,
     )
-    from loralab.runs.loggers import build_loggers, first_and_last, metrics_path, truncate_metrics
+    from loralab.runs.loggers import (
+        build_loggers,
+        first_and_last,
+        first_and_last_by_task,
+        metrics_path,
+        truncate_metrics,
+    )
     from loralab.tasks import build_task
 
     started = time.perf_counter()
@@ -165,6 +171,7 @@ def run(cfg: DictConfig, run_dir: Path):
     for logger in loggers:
         logger.finalize("success")
     before, after = first_and_last(metrics_path(run_dir), "test/acc")
+    by_task = first_and_last_by_task(metrics_path(run_dir))
     if checkpoint is None and not cfg.evaluation.before_training:
         before = None
 
@@ -184,6 +191,15 @@ def run(cfg: DictConfig, run_dir: Path):
         "adapter_dir": str(adapter_dir),
         "curves_png": str(curves),
     }
+    if by_task:  # a mixed test split: each task's accuracy and their plain mean (the papers')
+        summary["test_acc_by_task"] = {
+            name: {"before": None if before is None else first, "after": last}
+            for name, (first, last) in by_task.items()
+        }
+        summary["test_task_mean_after"] = sum(last for _, last in by_task.values()) / len(by_task)
+        summary["test_task_mean_before"] = (
+            None if before is None else sum(first for first, _ in by_task.values()) / len(by_task)
+        )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _close_wandb()
     return summary, model
@@ -247,6 +263,7 @@ def format_summary(summary: dict) -> str:
     rows = [
         ("test accuracy before", "n/a" if before is None else f"{100 * before:.1f}%"),
         ("test accuracy after", f"{100 * summary['test_acc_after']:.1f}%"),
+        *_by_task_rows(summary),
         ("steps", str(summary["steps"])),
         ("precision", summary["precision"]),
         ("wall time", f"{summary['wall_time_s']:.0f} s"),
@@ -260,6 +277,20 @@ def format_summary(summary: dict) -> str:
     lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
     rule = "-" * (width + 4 + max(len(v) for _, v in rows))
     return "\n".join([rule, f"  loralab run: {summary['run_name']}", rule, *lines, rule])
+
+
+def _by_task_rows(summary: dict) -> list[tuple[str, str]]:
+    """Per-task test accuracy, before -> after, and their mean (a mixed test split only)."""
+    by_task = summary.get("test_acc_by_task")
+    if not by_task:
+        return []
+
+    def change(before, after) -> str:
+        return ("n/a" if before is None else f"{100 * before:.1f}%") + f" -> {100 * after:.1f}%"
+
+    rows = [(f"  {name}", change(v["before"], v["after"])) for name, v in by_task.items()]
+    mean = change(summary["test_task_mean_before"], summary["test_task_mean_after"])
+    return [*rows, (f"  mean of {len(by_task)} tasks", mean)]
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

@@ -85,7 +85,7 @@ def test_every_answer_vocabulary_can_be_scored(tokenizer, words):
     }
     datamodule = TaskDataModule(CommonsenseTask("t", {"test": [record]}), tokenizer, DATA)
     datamodule.setup()
-    _, offset, options, gold = datamodule.encoded["test"][0]
+    _, offset, options, gold, _ = datamodule.encoded["test"][0]
     assert len(set(options)) == len(words) and gold == len(words) - 1
     batch = datamodule.collate(datamodule.encoded["test"])
     answer = batch["labels"][0][batch["labels"][0] != -100]

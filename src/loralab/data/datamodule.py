@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from loralab.data.encoding import answer_lead, encode_example, option_tokens, pad_right
+from loralab.data.encoding import Encoded, answer_lead, encode_example, option_tokens, pad_right
 from loralab.data.sampler import ResumableSampler
 from loralab.tasks import Task
 
 log = logging.getLogger(__name__)
 
 
+class Item(NamedTuple):
+    """One encoded record and what scoring it needs. ``task`` names its task where the split
+    mixes several (the commonsense mix), so accuracy can be logged per task; else None."""
+
+    example: Encoded
+    option_offset: int
+    option_ids: list[int]
+    gold: int
+    task: str | None = None
+
+
 class TaskDataModule(L.LightningDataModule):
     """Right-padded batches (input_ids, attention_mask, labels) plus what option scoring needs:
-    option_offset, option_token_ids and the gold option index.
+    option_offset, option_token_ids and the gold option index; in a split that mixes tasks, also
+    ``task``: each row's task name (a list of str).
 
     ``records[split]`` keeps the records that were encoded (over-long ones may be dropped), in
     the order of ``encoded[split]``.
@@ -59,6 +71,9 @@ class TaskDataModule(L.LightningDataModule):
                 )
             if dropped:
                 log.warning("%s/%s: dropped %d over-long examples", self.task.name, split, dropped)
+            names = [self.task.groups(record).get("task") for record in kept]
+            if len(set(names)) > 1:
+                items = [item._replace(task=name) for item, name in zip(items, names, strict=True)]
             self.encoded[split], self.records[split], self.dropped[split] = items, kept, dropped
 
     def _encode(self, record):
@@ -70,7 +85,7 @@ class TaskDataModule(L.LightningDataModule):
         if example is None:
             return None
         offset, options = self._option_tokens(tuple(task.option_targets(record)))
-        return example, offset, options, task.gold_index(record)
+        return Item(example, offset, options, task.gold_index(record))
 
     def _option_tokens(self, targets: tuple[str, ...]) -> tuple[int, list[int]]:
         """Option sets repeat (A/B/C..., answer1..4): tokenise each distinct set once."""
@@ -80,15 +95,17 @@ class TaskDataModule(L.LightningDataModule):
             self._option_cache[targets] = offset, options
         return self._option_cache[targets]
 
-    def collate(self, items):
-        batch = pad_right([example for example, *_ in items], self.tokenizer.pad_token_id)
-        width = max(len(options) for _, _, options, _ in items)
+    def collate(self, items: list[Item]):
+        batch = pad_right([item.example for item in items], self.tokenizer.pad_token_id)
+        width = max(len(item.option_ids) for item in items)
         option_ids = torch.full((len(items), width), -1, dtype=torch.long)
-        for row, (_, _, options, _) in enumerate(items):
-            option_ids[row, : len(options)] = torch.tensor(options)
-        batch["option_offset"] = torch.tensor([offset for _, offset, _, _ in items])
+        for row, item in enumerate(items):
+            option_ids[row, : len(item.option_ids)] = torch.tensor(item.option_ids)
+        batch["option_offset"] = torch.tensor([item.option_offset for item in items])
         batch["option_token_ids"] = option_ids
-        batch["gold"] = torch.tensor([gold for *_, gold in items])
+        batch["gold"] = torch.tensor([item.gold for item in items])
+        if items[0].task is not None:
+            batch["task"] = [item.task for item in items]
         return batch
 
     def train_dataloader(self) -> DataLoader:
@@ -102,7 +119,7 @@ class TaskDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         accumulate = trainer.accumulate_grad_batches if trainer else 1
-        lengths = [len(example.input_ids) for example, *_ in items] if self.sort_by_length else None
+        lengths = [len(item.example.input_ids) for item in items] if self.sort_by_length else None
         sampler = ResumableSampler(
             len(items),
             self.batch_size * world,
@@ -127,5 +144,5 @@ class TaskDataModule(L.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         """Batches of similar length (less padding); the metrics are means over all items, so
         the order does not change them."""
-        items = sorted(self.encoded[split], key=lambda item: len(item[0].input_ids))
+        items = sorted(self.encoded[split], key=lambda item: len(item.example.input_ids))
         return DataLoader(items, batch_size=self.eval_batch_size, collate_fn=self.collate)

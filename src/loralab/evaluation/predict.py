@@ -60,7 +60,7 @@ def _score(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict
         for start in range(0, len(order), size):
             rows = order[start : start + size]
             batch = datamodule.collate([items[i] for i in rows])
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
             logits, _, counts = answer_logits(model, batch)
             offsets, option_ids = batch["option_offset"], batch["option_token_ids"]
             chosen = predict_options(logits, counts, offsets, option_ids)

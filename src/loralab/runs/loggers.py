@@ -153,8 +153,23 @@ def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
     partial.replace(metrics_csv)
 
 
+TASK_ACCURACY = "test/acc/"  # + a task's name: its share of a mixed test split
+
+
 def first_and_last(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:
     """First and last logged value of ``column`` (e.g. test accuracy before and after)."""
     frame = pd.read_csv(metrics_csv)
     values = frame[column].dropna().tolist() if column in frame else []
     return (values[0], values[-1]) if values else (None, None)
+
+
+def first_and_last_by_task(metrics_csv: Path) -> dict[str, tuple[float | None, float | None]]:
+    """`first_and_last` of each ``test/acc/<task>`` column: per-task test accuracy, logged
+    where the test split mixes tasks (the commonsense mix); empty otherwise."""
+    frame = pd.read_csv(metrics_csv)
+    by_task = {}
+    for column in sorted(frame.columns):
+        values = frame[column].dropna().tolist()
+        if column.startswith(TASK_ACCURACY) and values:
+            by_task[column.removeprefix(TASK_ACCURACY)] = (values[0], values[-1])
+    return by_task
