@@ -30,6 +30,7 @@ from benchmarks import measure
 from benchmarks.models import model_specs
 from benchmarks.variants import LR, ROUTER_LR, STEP_VARIANTS, Built, build, make_step
 from loralab.optim import build_optimizer
+from loralab.precision import resolve_device
 
 SETUPS = ("default", "foreach", "loop", "compiled")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -67,9 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     spec = model_specs(quick=False)[args.model]
     base = spec.build(device, dtype)

@@ -45,6 +45,7 @@ from benchmarks.variants import (
 )
 from loralab.adapters import set_gate_rescale
 from loralab.optim import build_optimizer
+from loralab.precision import resolve_device
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 SWEEP_EXPERTS = (1, 4, 8, 20, 50)
@@ -136,9 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     began = time.perf_counter()
     _quiet()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     dtype = {
         "auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
         "float32": torch.float32,

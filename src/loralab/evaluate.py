@@ -33,7 +33,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
-    from loralab.precision import forward_context, resolve_precision
+    from loralab.precision import forward_context, resolve_device, resolve_precision
     from loralab.tasks import build_task
     from loralab.tasks.sources import DataError
 
@@ -52,7 +52,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     model, tokenizer = load_model(resolved["model"])
     if cfg.adapter_dir is not None:
         load_adapter(model, cfg.adapter_dir)
-    device = eval_device(cfg.device)
+    device = resolve_device(cfg.device)
     model.to(device)
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     precision = resolve_precision({"precision": cfg.precision, "accelerator": accelerator}, model)
@@ -86,15 +86,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
     (run_dir / "eval.md").write_text(table)
     return {"summary": summary, "table": table, "run_dir": str(run_dir)}
-
-
-def eval_device(name: str):
-    """``device``: ``auto`` is the GPU where torch sees one, else the CPU."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

@@ -4,7 +4,8 @@ CPUs differ: with native bf16 kernels (AVX512-BF16, AMX) a bf16 matmul runs abou
 as float32; without them bf16 is emulated and slower (1.4x on one of our machines). So ``auto``
 times the model's own layer shapes both ways, once per machine, and caches the answer in the
 loralab cache. On a GPU ``auto`` is bf16-mixed. Any explicit precision is used as given.
-loralab-eval resolves its ``precision`` the same way, so an adapter is scored as it was trained.
+loralab-eval resolves its ``precision`` the same way, so an adapter is scored as it was trained,
+and its ``device`` (as the benchmarks do theirs) with `resolve_device`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ EVAL_CHOICES = (AUTO, *CPU_CHOICES)  # loralab-eval: no Trainer, so plain float3
 BF16_MIN_SPEEDUP = 1.15
 PROBE_TOKENS = 256  # rows of the probe's matmuls: a batch of 8 prompts of ~32 tokens
 PROBE_REPEATS = 5
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the GPU where torch sees one, else the CPU; any other name as given."""
+    if name == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def resolve_precision(trainer_cfg: Mapping[str, Any], model) -> str:
