@@ -68,6 +68,23 @@ def test_cached_answer_decides(cache, monkeypatch):
     assert resolve_precision(CPU_AUTO, model) == "bf16-mixed"
 
 
+def test_a_load_during_part_of_the_probe_does_not_decide_it(cache, monkeypatch):
+    """Another process busy while bf16 is first timed (5x slower then) must not make a CPU
+    with fast bf16 pick float32: the rounds alternate and the fastest of each counts."""
+    calls = []
+
+    def contended(hidden, inner, bf16):
+        calls.append(bf16)
+        load = 5.0 if len(calls) == 2 else 1.0
+        return load * (1.0 if bf16 else 3.0)
+
+    monkeypatch.setattr(precision, "_time_matmuls", contended)
+    assert resolve_precision(CPU_AUTO, make_tiny_llama()) == "bf16-mixed"
+    assert calls == [False, True] * precision.PROBE_ROUNDS
+    (entry,) = json.loads(cache.read_text()).values()
+    assert entry == {"float32_ms": 3.0, "bf16_ms": 1.0}
+
+
 def test_training_run_uses_the_resolved_precision(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "_time_matmuls", lambda h, i, bf16: 1.0)
     overrides = [

@@ -30,7 +30,8 @@ EVAL_CHOICES = (AUTO, *CPU_CHOICES)  # loralab-eval: no Trainer, so plain float3
 # bf16 also rounds: take it only when it is clearly faster, not within timing noise.
 BF16_MIN_SPEEDUP = 1.15
 PROBE_TOKENS = 256  # rows of the probe's matmuls: a batch of 8 prompts of ~32 tokens
-PROBE_REPEATS = 5
+PROBE_REPEATS = 5  # timed calls per round (their median)
+PROBE_ROUNDS = 3
 
 
 def resolve_device(name: str) -> torch.device:
@@ -88,16 +89,19 @@ def choose_cpu_precision(float32_ms: float, bf16_ms: float) -> str:
 
 
 def cpu_probe(hidden: int, inner: int, cache_file: Path | None = None) -> dict[str, Any]:
-    """Median time of the probe in float32 and under bf16 autocast; cached per machine."""
+    """Time of the probe in float32 and under bf16 autocast, the fastest of ``PROBE_ROUNDS``
+    alternating rounds (other processes on the CPU only ever slow a round down); cached per
+    machine, so a probe misled by a load would persist."""
     path = cache_file or _cache_file()
     key = _machine_key(hidden, inner)
     cache = _read_cache(path)
     if key in cache:
         return dict(cache[key], cached=True)
-    measured = {
-        "float32_ms": _time_matmuls(hidden, inner, bf16=False),
-        "bf16_ms": _time_matmuls(hidden, inner, bf16=True),
-    }
+    rounds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(PROBE_ROUNDS):  # interleaved: a passing load slows both, not one
+        for bf16 in (False, True):
+            rounds[bf16].append(_time_matmuls(hidden, inner, bf16=bf16))
+    measured = {"float32_ms": min(rounds[False]), "bf16_ms": min(rounds[True])}
     cache[key] = measured
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
