@@ -1,11 +1,11 @@
 """``loralab-eval``: accuracy of a saved adapter (or of the bare base model) on one task split.
 
 Flow: validate the config (exit 2 on any bad value, before anything loads) -> the task's split
--> model (+ the adapter from ``adapter_dir``) on ``device`` -> predictions in ``score`` or
-``generate`` mode, under ``precision`` (``auto`` resolves as ``trainer.precision=auto`` does, so
-a run's adapter is scored with the numerics it was trained and tested with) -> ``eval.json``
-(config, summary, per-record predictions) and ``eval.md`` (the table) in the run directory; the
-table is printed. Unreadable or malformed data also exits 2, with the message that names the
+-> model (+ the adapter from ``adapter_dir``) on ``device`` -> predictions in ``score``,
+``generate`` or ``cloze`` mode, under ``precision`` (``auto`` resolves as
+``trainer.precision=auto`` does, so a run's adapter is scored with the numerics it was trained
+and tested with) -> ``eval.json`` (config, summary, per-record predictions) and ``eval.md`` (the
+table) in the run directory; the table is printed. Unreadable or malformed data also exits 2, with the message that names the
 file, record and field.
 """
 
@@ -30,6 +30,7 @@ log = logging.getLogger("loralab")
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate as ``cfg`` says and write ``eval.json`` and ``eval.md`` into ``run_dir``."""
     from loralab.adapters import load_adapter
+    from loralab.evaluation.cloze import cloze_questions
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
@@ -49,6 +50,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
                 f"'task.source={{{cfg.split}: {source}}}'"
             )
         raise DataError(f"task {task.name!r} has no {cfg.split} records at {source}{hint}")
+    if cfg.mode == "cloze":
+        cloze_questions(task, task.splits[cfg.split])  # a task or record without one: exit 2 now
     model, tokenizer = load_model(resolved["model"])
     if cfg.adapter_dir is not None:
         load_adapter(model, cfg.adapter_dir)

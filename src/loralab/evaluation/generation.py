@@ -59,8 +59,9 @@ def generate_answers(
     return outputs
 
 
-def progress_bar(total: int, description: str, enabled: bool):
-    """A tqdm bar over ``total`` questions on stderr (rate and time left), or a silent one."""
+def progress_bar(total: int, description: str, enabled: bool, unit: str = "q"):
+    """A tqdm bar over ``total`` questions (or other ``unit``s) on stderr (rate and time left),
+    or a silent one."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="q", disable=not enabled, mininterval=1.0)
+    return tqdm(total=total, desc=description, unit=unit, disable=not enabled, mininterval=1.0)

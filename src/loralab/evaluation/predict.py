@@ -1,8 +1,9 @@
-"""Per-record predictions for one split of a task, in ``score`` or ``generate`` mode.
+"""Per-record predictions for one split of a task, in ``score``, ``generate`` or ``cloze`` mode.
 
 ``score`` reads the option scores from one teacher-forced forward pass (as during training);
-``generate`` decodes greedily and parses the text with the paper's rule. Each result names the
-gold and predicted labels (``B``, ``answer2``, ...), so both modes report alike.
+``generate`` decodes greedily and parses the text with the paper's rule; ``cloze`` scores each
+option's own text after the bare question (no labels). Each result names the gold and predicted
+labels (``B``, ``answer2``, ...), so all modes report alike.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 import torch
 
 from loralab.data.datamodule import TaskDataModule
+from loralab.evaluation.cloze import cloze_questions, option_scores
 from loralab.evaluation.generation import generate_answers, progress_bar
 from loralab.evaluation.scoring import answer_logits, predict_options
 from loralab.tasks import Task
 
-MODES = ("score", "generate")
+MODES = ("score", "generate", "cloze")
 
 
 def predict_split(
@@ -41,6 +43,8 @@ def predict_split(
             return _score(model, tokenizer, task, split, data_cfg, progress)
         if mode == "generate":
             return _generate(model, tokenizer, task, split, data_cfg, max_new_tokens, progress)
+        if mode == "cloze":
+            return _cloze(model, tokenizer, task, split, data_cfg, progress)
         raise ValueError(f"mode={mode!r} must be one of {list(MODES)}")
     finally:
         model.train(was_training)
@@ -95,6 +99,23 @@ def _generate(
         if text is not None
     ]
     return results, len(records) - len(results)
+
+
+def _cloze(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict], int]:
+    records = task.splits[split]
+    scores = option_scores(
+        model,
+        tokenizer,
+        cloze_questions(task, records),
+        batch_size=int(data_cfg["eval_batch_size"]),
+        max_length=int(data_cfg["max_length"]),
+        progress=f"cloze {split}" if progress else None,
+    )
+    results = []
+    for record, options in zip(records, scores, strict=True):
+        best = max(range(len(options)), key=options.__getitem__)
+        results.append(_result(task, record, task.option_labels(record)[best], None))
+    return results, 0
 
 
 def _result(task, record, prediction: str | None, output: str | None) -> dict:

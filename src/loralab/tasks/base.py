@@ -45,6 +45,12 @@ class Task:
         """The label a generated `text` answers with, or None when it does not parse."""
         raise NotImplementedError
 
+    def cloze(self, record: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+        """The question without its listed options, and each option's own text, for ``cloze``
+        mode (the option the model finds most likely as a continuation, no labels to bind);
+        None where the task has no such form."""
+        return None
+
     def groups(self, record: Mapping[str, Any]) -> dict[str, str]:
         """What the final table breaks accuracy down by."""
         return {}

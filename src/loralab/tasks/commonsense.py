@@ -109,8 +109,35 @@ class CommonsenseTask(Task):
     def parse(self, record: Mapping[str, Any], text: str) -> str | None:
         return parse_commonsense(text, record["answer"])
 
+    def cloze(self, record: Mapping[str, Any]) -> tuple[str, list[str]]:
+        return cloze_form(record)
+
     def groups(self, record: Mapping[str, Any]) -> dict[str, str]:
         return {"task": record["task"]}
+
+
+# Where a task lists its options, the instruction reads "<request>: <question> Answer1: <text>
+# Answer2: <text> ... Answer format: ..." (Solution1, Option1, Ending1 in others; the separators
+# vary between spaces and blank lines).
+LISTED_OPTION = re.compile(r"\s(?:Answer|Solution|Option|Ending)(\d+): ")
+
+
+def cloze_form(record: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """``Question: <question>\\nAnswer:`` and the option texts listed in the instruction, or the
+    answer words themselves where none are listed (BoolQ: true/false)."""
+    body = record["instruction"].rpartition(FORMAT_MARKER)[0]
+    request, *listed = LISTED_OPTION.split(body)  # request, "1", text1, "2", text2, ...
+    numbers, texts = listed[0::2], [text.strip() for text in listed[1::2]]
+    choices = record["choices"]
+    if not texts:
+        texts = list(choices)
+    elif numbers != [str(i) for i in range(1, len(choices) + 1)]:
+        raise ValueError(
+            f"record {record.get('id')!r}: its instruction lists options {numbers} for the "
+            f"answer words {choices}; cloze mode needs one text per answer word"
+        )
+    question = request.split(": ", 1)[-1].strip()
+    return f"Question: {question}\nAnswer:", texts
 
 
 def build(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> CommonsenseTask:

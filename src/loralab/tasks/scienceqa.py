@@ -78,6 +78,11 @@ class ScienceQATask(Task):
     def prompt(self, record: Mapping[str, Any]) -> str:
         return scienceqa_prompt(record)
 
+    def cloze(self, record: Mapping[str, Any]) -> tuple[str, list[str]]:
+        hint = (record.get("hint") or "").strip()
+        context = f"Context: {hint}\n" if hint else ""
+        return f"{context}Question: {record['question']}\nAnswer:", list(record["choices"])
+
     def target(self, record: Mapping[str, Any]) -> str:
         return scienceqa_target(record["answer"])
 
