@@ -133,7 +133,7 @@ def test_forward_context_is_autocast_only_for_bf16_mixed():
 
 
 BAD = {
-    "mode=beam": "mode='beam' must be one of ['score', 'generate']",
+    "mode=beam": "mode='beam' must be one of ['score', 'generate', 'cloze']",
     "split=dev": "split='dev' must be one of",
     "adapter_dir=/nonexistent/adapter": "adapter_dir='/nonexistent/adapter' holds no",
     "task.max_examples.test=-1": "task.max_examples.test=-1 must be",
