@@ -5,8 +5,8 @@ Flow: validate the config (exit 2 on any bad value, before anything loads) -> th
 ``generate`` or ``cloze`` mode, under ``precision`` (``auto`` resolves as
 ``trainer.precision=auto`` does, so a run's adapter is scored with the numerics it was trained
 and tested with) -> ``eval.json`` (config, summary, per-record predictions) and ``eval.md`` (the
-table) in the run directory; the table is printed. Unreadable or malformed data also exits 2, with the message that names the
-file, record and field.
+table) in the run directory; the table is printed. Unreadable or malformed data also exits 2,
+with the message that names the file, record and field.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel pe
 i.e. per optimizer in an optimizer grid, the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
 band. Also writes ``accuracy.md``: test accuracy and final training loss, mean and standard
 deviation over seeds, and for runs on a test split that mixes tasks (the commonsense mix)
-``per_task.md``: each task's test accuracy and their mean. Every run also draws its own ``curves.png`` here (`plot_run_curves`).
+``per_task.md``: each task's test accuracy and their mean. Every run also draws its own
+``curves.png`` here (`plot_run_curves`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from loralab.data.encoding import encode_prompt, fit_prompt
+from loralab.data.encoding import IGNORE_INDEX, Encoded, encode_prompt, fit_prompt, pad_right
 from loralab.evaluation.generation import progress_bar
+from loralab.evaluation.scoring import answer_logits
 from loralab.tasks import Task
 from loralab.tasks.sources import DataError
 
@@ -38,13 +39,14 @@ def cloze_questions(task: Task, records: list[dict]) -> list[tuple[str, list[str
     return questions
 
 
-def continuation_ids(tokenizer, context: str, option: str, max_length: int) -> tuple[list, int]:
-    """``(ids, n)``: context ids (cut on the context side to fit) followed by the option's
-    ``n`` ids, encoded after a space as the continuation of the context."""
+def continuation(tokenizer, context: str, option: str, max_length: int) -> Encoded:
+    """Context ids (cut on the context side to fit) followed by the option's ids, encoded after
+    a space as the continuation of the context; only the option's ids are labels."""
     context_ids, lead = encode_prompt(tokenizer, context)
     option_ids = tokenizer(" " + option, add_special_tokens=False)["input_ids"]
     fitted = fit_prompt(context_ids, lead, max(max_length - len(option_ids), lead + 1))
-    return fitted + option_ids, len(option_ids)
+    labels = [IGNORE_INDEX] * len(fitted) + option_ids
+    return Encoded(fitted + option_ids, labels, truncated=fitted is not context_ids)
 
 
 @torch.no_grad()
@@ -57,30 +59,24 @@ def option_scores(
     progress: str | None = None,
 ) -> list[list[float]]:
     """Mean log-probability per token of each option's text after its context, per question:
-    ``questions`` holds ``(context, option texts)`` pairs (`Task.cloze`)."""
-    sequences = []  # (question, option, ids, continuation length)
+    ``questions`` holds ``(context, option texts)`` pairs (`Task.cloze`). The logits come from
+    `answer_logits`, as in score mode, at the option's positions only."""
+    sequences = []  # (question, option, encoded)
     for q, (context, options) in enumerate(questions):
         for o, option in enumerate(options):
-            sequences.append((q, o, *continuation_ids(tokenizer, context, option, max_length)))
-    sequences.sort(key=lambda item: len(item[2]))
+            sequences.append((q, o, continuation(tokenizer, context, option, max_length)))
+    sequences.sort(key=lambda item: len(item[2].input_ids))
     scores = [[0.0] * len(options) for _, options in questions]
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
     with progress_bar(len(sequences), progress or "", progress is not None, "option") as bar:
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
-            width = max(len(ids) for _, _, ids, _ in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(input_ids)
-            for row, (_, _, ids, _) in enumerate(chunk):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                mask[row, : len(ids)] = 1
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            hidden = model.base_model(input_ids=input_ids, attention_mask=mask)[0]
-            for row, (q, o, ids, n) in enumerate(chunk):
-                positions = slice(len(ids) - n - 1, len(ids) - 1)  # each predicts the next id
-                logits = model.get_output_embeddings()(hidden[row, positions]).float()
-                targets = input_ids[row, len(ids) - n : len(ids)]
-                scores[q][o] = -F.cross_entropy(logits, targets).item()
+            batch = pad_right([encoded for _, _, encoded in chunk], tokenizer.pad_token_id)
+            logits, targets, counts = answer_logits(
+                model, {k: v.to(device) for k, v in batch.items()}
+            )
+            losses = F.cross_entropy(logits.float(), targets, reduction="none")
+            for (q, o, _), option_losses in zip(chunk, losses.split(counts.tolist()), strict=True):
+                scores[q][o] = -option_losses.mean().item()
             bar.update(len(chunk))
     return scores

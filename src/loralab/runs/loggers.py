@@ -158,18 +158,18 @@ TASK_ACCURACY = "test/acc/"  # + a task's name: its share of a mixed test split
 
 def first_and_last(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:
     """First and last logged value of ``column`` (e.g. test accuracy before and after)."""
-    frame = pd.read_csv(metrics_csv)
-    values = frame[column].dropna().tolist() if column in frame else []
-    return (values[0], values[-1]) if values else (None, None)
+    return _ends(pd.read_csv(metrics_csv), column)
 
 
 def first_and_last_by_task(metrics_csv: Path) -> dict[str, tuple[float | None, float | None]]:
     """`first_and_last` of each ``test/acc/<task>`` column: per-task test accuracy, logged
     where the test split mixes tasks (the commonsense mix); empty otherwise."""
     frame = pd.read_csv(metrics_csv)
-    by_task = {}
-    for column in sorted(frame.columns):
-        values = frame[column].dropna().tolist()
-        if column.startswith(TASK_ACCURACY) and values:
-            by_task[column.removeprefix(TASK_ACCURACY)] = (values[0], values[-1])
-    return by_task
+    columns = [c for c in sorted(frame.columns) if c.startswith(TASK_ACCURACY)]
+    by_task = {c.removeprefix(TASK_ACCURACY): _ends(frame, c) for c in columns}
+    return {task: pair for task, pair in by_task.items() if pair[1] is not None}
+
+
+def _ends(frame: pd.DataFrame, column: str) -> tuple[float | None, float | None]:
+    values = frame[column].dropna().tolist() if column in frame else []
+    return (values[0], values[-1]) if values else (None, None)
