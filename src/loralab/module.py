@@ -11,7 +11,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from loralab.evaluation.scoring import answer_logits, decision_token, predict_options
+from loralab.evaluation.scoring import answer_logits, choose_options, decision_token
 from loralab.runs.checkpoints import rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -121,7 +121,9 @@ class AdapterModule(L.LightningModule):
         """
         logits, targets, counts = answer_logits(self.model, batch)
         with torch.no_grad():
-            losses, correct = decision_token(logits, targets, counts, batch["option_offset"])
+            losses, correct = decision_token(
+                logits, targets, counts, batch["option_offset"], batch.get("decision_length")
+            )
             decision = (losses.mean(), correct.mean())
         total = F.cross_entropy(logits.float(), targets, reduction="sum")
         world = self.trainer.world_size
@@ -162,12 +164,9 @@ class AdapterModule(L.LightningModule):
         size = batch["input_ids"].shape[0]
         logits, targets, counts = answer_logits(self.model, batch)
         loss = F.cross_entropy(logits.float(), targets)
-        predictions = predict_options(
-            logits, counts, batch["option_offset"], batch["option_token_ids"]
-        )
-        correct = (predictions == batch["gold"]).float()
+        correct = (choose_options(self.model, batch, logits, counts) == batch["gold"]).float()
         decision_loss, decision_correct = decision_token(
-            logits, targets, counts, batch["option_offset"]
+            logits, targets, counts, batch["option_offset"], batch.get("decision_length")
         )
         self.log(f"{split}/loss", loss, batch_size=size, prog_bar=split == "val")
         self.log(f"{split}/acc", correct.mean(), batch_size=size, prog_bar=split == "val")

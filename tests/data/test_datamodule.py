@@ -85,7 +85,8 @@ def test_every_answer_vocabulary_can_be_scored(tokenizer, words):
     }
     datamodule = TaskDataModule(CommonsenseTask("t", {"test": [record]}), tokenizer, DATA)
     datamodule.setup()
-    _, offset, options, gold, _ = datamodule.encoded["test"][0]
+    item = datamodule.encoded["test"][0]
+    offset, options, gold = item.option_offset, item.option_ids, item.gold
     assert len(set(options)) == len(words) and gold == len(words) - 1
     batch = datamodule.collate(datamodule.encoded["test"])
     answer = batch["labels"][0][batch["labels"][0] != -100]

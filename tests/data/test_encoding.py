@@ -76,7 +76,7 @@ def test_reference_layout_scores_the_same_option_token(tokenizer):
         cfg = {"max_length": 256, "overflow": "truncate", "batch_size": 4, "eval_batch_size": 4}
         data = TaskDataModule(task, CharTokenizer(), dict(cfg, seed=0, target_layout=layout))
         data.setup()
-        example, offset, options, gold, _ = data.encoded["test"][0]
+        example, offset, options, gold = data.encoded["test"][0][:4]
         answer = [t for t in example.labels if t != IGNORE_INDEX]
         picked[layout] = answer[offset]
         assert answer[offset] == options[gold]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from loralab.data.encoding import IGNORE_INDEX, encode_prompt
-from loralab.evaluation.cloze import cloze_questions, continuation, option_scores
+from loralab.data.encoding import IGNORE_INDEX, encode_continuation, encode_prompt
+from loralab.evaluation.cloze import cloze_questions, option_scores
 from loralab.models import load_model
 from loralab.tasks import build_task
 from loralab.tasks.commonsense import FOLDERS, CommonsenseTask, cloze_form
@@ -58,8 +58,8 @@ def test_batched_scores_equal_the_one_at_a_time_reference(tiny):
 def test_a_long_context_is_cut_on_its_side_and_the_option_kept(tiny):
     _, tokenizer = tiny
     context, options = QUESTIONS[2]
-    whole = continuation(tokenizer, context, options[1], max_length=10_000)
-    short = continuation(tokenizer, context, options[1], max_length=24)
+    whole = encode_continuation(tokenizer, context, " " + options[1], max_length=10_000)
+    short = encode_continuation(tokenizer, context, " " + options[1], max_length=24)
     full, cut = whole.input_ids, short.input_ids
     n = sum(label != IGNORE_INDEX for label in short.labels)
     assert short.labels[-n:] == cut[-n:]  # only the option's ids are scored

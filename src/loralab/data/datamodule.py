@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from loralab.data.encoding import Encoded, answer_lead, encode_example, option_tokens, pad_right
+from loralab.data.encoding import (
+    Encoded,
+    answer_lead,
+    encode_continuation,
+    encode_example,
+    option_tokens,
+    pad_right,
+)
 from loralab.data.sampler import ResumableSampler
 from loralab.tasks import Task
 
@@ -19,19 +27,26 @@ log = logging.getLogger(__name__)
 
 class Item(NamedTuple):
     """One encoded record and what scoring it needs. ``task`` names its task where the split
-    mixes several (the commonsense mix), so accuracy can be logged per task; else None."""
+    mixes several (the commonsense mix), so accuracy can be logged per task; else None.
+    Where options are scored whole (`Task.whole_options`), ``options`` holds one sequence per
+    option, ``option_ids`` is empty and the decision tokens are the answer text's
+    ``decision_length`` tokens."""
 
     example: Encoded
     option_offset: int
     option_ids: list[int]
     gold: int
     task: str | None = None
+    decision_length: int = 1
+    options: tuple[Encoded, ...] = ()
 
 
 class TaskDataModule(L.LightningDataModule):
     """Right-padded batches (input_ids, attention_mask, labels) plus what option scoring needs:
-    option_offset, option_token_ids and the gold option index; in a split that mixes tasks, also
-    ``task``: each row's task name (a list of str).
+    option_offset, option_token_ids, decision_length and the gold option index; where options
+    are scored whole, their sequences (option_input_ids, option_attention_mask, option_labels,
+    and option_row / option_index: whose and which option each is); in a split that mixes
+    tasks, also ``task``: each row's task name (a list of str).
 
     ``records[split]`` keeps the records that were encoded (over-long ones may be dropped), in
     the order of ``encoded[split]``.
@@ -63,7 +78,7 @@ class TaskDataModule(L.LightningDataModule):
                 if item is not None:
                     items.append(item)
                     kept.append(record)
-                    truncated += item[0].truncated
+                    truncated += item.example.truncated
             dropped = len(records) - len(items)
             if truncated:
                 log.info(
@@ -84,8 +99,15 @@ class TaskDataModule(L.LightningDataModule):
         )
         if example is None:
             return None
-        offset, options = self._option_tokens(tuple(task.option_targets(record)))
-        return Item(example, offset, options, task.gold_index(record))
+        targets = task.option_targets(record)
+        if task.whole_options:
+            target = targets[task.gold_index(record)]
+            offset = answer_lead(tok, target, self.target_layout)
+            length = len(tok(target, add_special_tokens=False)["input_ids"])
+            options = tuple(encode_continuation(tok, prompt, t, self.max_length) for t in targets)
+            return Item(example, offset, [], task.gold_index(record), None, length, options)
+        offset, option_ids = self._option_tokens(tuple(targets))
+        return Item(example, offset, option_ids, task.gold_index(record))
 
     def _option_tokens(self, targets: tuple[str, ...]) -> tuple[int, list[int]]:
         """Option sets repeat (A/B/C..., answer1..4): tokenise each distinct set once."""
@@ -95,7 +117,9 @@ class TaskDataModule(L.LightningDataModule):
             self._option_cache[targets] = offset, options
         return self._option_cache[targets]
 
-    def collate(self, items: list[Item]):
+    def collate(self, items: list[Item], with_options: bool = True):
+        """One batch; ``with_options=False`` leaves out whole-option sequences (training reads
+        only the gold answer)."""
         batch = pad_right([item.example for item in items], self.tokenizer.pad_token_id)
         width = max(len(item.option_ids) for item in items)
         option_ids = torch.full((len(items), width), -1, dtype=torch.long)
@@ -104,6 +128,15 @@ class TaskDataModule(L.LightningDataModule):
         batch["option_offset"] = torch.tensor([item.option_offset for item in items])
         batch["option_token_ids"] = option_ids
         batch["gold"] = torch.tensor([item.gold for item in items])
+        batch["decision_length"] = torch.tensor([item.decision_length for item in items])
+        if with_options and items[0].options:
+            options = [
+                (row, i, o) for row, it in enumerate(items) for i, o in enumerate(it.options)
+            ]
+            padded = pad_right([o for _, _, o in options], self.tokenizer.pad_token_id)
+            batch.update({f"option_{key}": value for key, value in padded.items()})
+            batch["option_row"] = torch.tensor([row for row, _, _ in options])
+            batch["option_index"] = torch.tensor([i for _, i, _ in options])
         if items[0].task is not None:
             batch["task"] = [item.task for item in items]
         return batch
@@ -132,7 +165,10 @@ class TaskDataModule(L.LightningDataModule):
         if trainer is not None:
             sampler.resume_from(trainer.global_step * accumulate)
         return DataLoader(
-            items, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate
+            items,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            collate_fn=partial(self.collate, with_options=False),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -86,6 +86,17 @@ def _encode_as_reference(tokenizer, prompt, target, max_length, overflow) -> Enc
     return Encoded(ids, [IGNORE_INDEX] * (len(ids) - len(answer)) + answer, truncated)
 
 
+def encode_continuation(tokenizer, context: str, continuation: str, max_length: int) -> Encoded:
+    """Context ids (cut on the context side to fit) followed by ``continuation``'s ids, which
+    alone are labels and are never cut: how a whole option's text is scored after its context
+    (cloze mode, ``task.answer_form=text``). No EOS: the option's own tokens are what counts."""
+    context_ids, lead = encode_prompt(tokenizer, context)
+    option_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    fitted = fit_prompt(context_ids, lead, max(max_length - len(option_ids), lead + 1))
+    labels = [IGNORE_INDEX] * len(fitted) + option_ids
+    return Encoded(fitted + option_ids, labels, truncated=fitted is not context_ids)
+
+
 def answer_lead(tokenizer, target: str, layout: str) -> int:
     """How many special tokens precede the answer's own tokens in the labels (the reference
     layout's BOS), so that positions counted within the answer text line up with the labels."""

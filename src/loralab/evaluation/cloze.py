@@ -12,11 +12,10 @@ text is what is scored) and batched by length.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from loralab.data.encoding import IGNORE_INDEX, Encoded, encode_prompt, fit_prompt, pad_right
+from loralab.data.encoding import encode_continuation, pad_right
 from loralab.evaluation.generation import progress_bar
-from loralab.evaluation.scoring import answer_logits
+from loralab.evaluation.scoring import sequence_scores
 from loralab.tasks import Task
 from loralab.tasks.sources import DataError
 
@@ -39,16 +38,6 @@ def cloze_questions(task: Task, records: list[dict]) -> list[tuple[str, list[str
     return questions
 
 
-def continuation(tokenizer, context: str, option: str, max_length: int) -> Encoded:
-    """Context ids (cut on the context side to fit) followed by the option's ids, encoded after
-    a space as the continuation of the context; only the option's ids are labels."""
-    context_ids, lead = encode_prompt(tokenizer, context)
-    option_ids = tokenizer(" " + option, add_special_tokens=False)["input_ids"]
-    fitted = fit_prompt(context_ids, lead, max(max_length - len(option_ids), lead + 1))
-    labels = [IGNORE_INDEX] * len(fitted) + option_ids
-    return Encoded(fitted + option_ids, labels, truncated=fitted is not context_ids)
-
-
 @torch.no_grad()
 def option_scores(
     model,
@@ -60,11 +49,12 @@ def option_scores(
 ) -> list[list[float]]:
     """Mean log-probability per token of each option's text after its context, per question:
     ``questions`` holds ``(context, option texts)`` pairs (`Task.cloze`). The logits come from
-    `answer_logits`, as in score mode, at the option's positions only."""
+    `sequence_scores`, as in score mode's whole-option scoring, at the option's positions only."""
     sequences = []  # (question, option, encoded)
     for q, (context, options) in enumerate(questions):
         for o, option in enumerate(options):
-            sequences.append((q, o, continuation(tokenizer, context, option, max_length)))
+            encoded = encode_continuation(tokenizer, context, " " + option, max_length)
+            sequences.append((q, o, encoded))
     sequences.sort(key=lambda item: len(item[2].input_ids))
     scores = [[0.0] * len(options) for _, options in questions]
     device = next(model.parameters()).device
@@ -72,11 +62,8 @@ def option_scores(
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
             batch = pad_right([encoded for _, _, encoded in chunk], tokenizer.pad_token_id)
-            logits, targets, counts = answer_logits(
-                model, {k: v.to(device) for k, v in batch.items()}
-            )
-            losses = F.cross_entropy(logits.float(), targets, reduction="none")
-            for (q, o, _), option_losses in zip(chunk, losses.split(counts.tolist()), strict=True):
-                scores[q][o] = -option_losses.mean().item()
+            chunk_scores = sequence_scores(model, {k: v.to(device) for k, v in batch.items()})
+            for (q, o, _), score in zip(chunk, chunk_scores.tolist(), strict=True):
+                scores[q][o] = score
             bar.update(len(chunk))
     return scores

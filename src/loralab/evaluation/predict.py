@@ -17,7 +17,7 @@ import torch
 from loralab.data.datamodule import TaskDataModule
 from loralab.evaluation.cloze import cloze_questions, option_scores
 from loralab.evaluation.generation import generate_answers, progress_bar
-from loralab.evaluation.scoring import answer_logits, predict_options
+from loralab.evaluation.scoring import choose_options
 from loralab.tasks import Task
 
 MODES = ("score", "generate", "cloze")
@@ -57,7 +57,7 @@ def _score(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict
     datamodule = TaskDataModule(only_split, tokenizer, eval_only)
     datamodule.setup()
     items, size = datamodule.encoded[split], datamodule.eval_batch_size
-    order = sorted(range(len(items)), key=lambda i: len(items[i][0].input_ids))  # less padding
+    order = sorted(range(len(items)), key=lambda i: len(items[i].example.input_ids))  # less padding
     device = next(model.parameters()).device
     predictions = [0] * len(items)
     with progress_bar(len(items), f"score {split}", progress) as bar:
@@ -65,9 +65,7 @@ def _score(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict
             rows = order[start : start + size]
             batch = datamodule.collate([items[i] for i in rows])
             batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-            logits, _, counts = answer_logits(model, batch)
-            offsets, option_ids = batch["option_offset"], batch["option_token_ids"]
-            chosen = predict_options(logits, counts, offsets, option_ids)
+            chosen = choose_options(model, batch)
             for row, choice in zip(rows, chosen.tolist(), strict=True):
                 predictions[row] = choice
             bar.update(len(rows))

@@ -6,6 +6,10 @@ Every option's target (``Answer: The answer is A.`` vs ``... B.``) shares a toke
 differs at one token. In a causal LM the next-token logits after the shared prefix do not depend
 on anything later, so the forward pass that computes the training loss on the gold answer also
 gives the option scores: compare its logits at the prefix end on each option's first token.
+
+A task trained on its options' own texts (``task.answer_form=text``) has no such token: its
+options are scored whole, one sequence each (`whole_option_choices`), by their mean
+log-probability per token, as cloze mode scores them.
 """
 
 from __future__ import annotations
@@ -32,18 +36,66 @@ def answer_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def decision_token(
-    logits: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor, offsets: torch.Tensor
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    counts: torch.Tensor,
+    offsets: torch.Tensor,
+    lengths: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row loss and correctness at the one answer token that decides the answer (the
-    option letter, or the first token where the options part ways), over the full vocabulary.
+    """Per-row loss and correctness at the answer tokens that decide the answer, over the full
+    vocabulary: the one token where the options part ways (the option letter, the first
+    distinguishing answer word), or, where ``lengths`` (B,) says so, the mean over that many
+    tokens from the offset (an answer given as the option's whole text).
 
     The answer format is learnt within a few steps and then dominates the mean answer loss;
-    this token is what accuracy depends on. ``logits``/``targets``/``counts`` as from
-    ``answer_logits``; ``offsets`` (B,) the decision token's position within each answer."""
-    at = counts.cumsum(0) - counts + offsets
+    these tokens are what accuracy depends on. ``logits``/``targets``/``counts`` as from
+    ``answer_logits``; ``offsets`` (B,) where the decision starts within each answer."""
+    if lengths is None:
+        lengths = torch.ones_like(offsets)
+    lengths = torch.minimum(lengths, counts - offsets).clamp(min=1)
+    rows = torch.arange(len(counts), device=counts.device).repeat_interleave(lengths)
+    within = torch.arange(int(lengths.sum()), device=counts.device) - (
+        lengths.cumsum(0) - lengths
+    ).repeat_interleave(lengths)
+    at = (counts.cumsum(0) - counts + offsets)[rows] + within
     chosen = logits[at].float()
     loss = F.cross_entropy(chosen, targets[at], reduction="none")
-    return loss, (chosen.argmax(dim=-1) == targets[at]).float()
+    correct = (chosen.argmax(dim=-1) == targets[at]).float()
+    zeros = torch.zeros(len(counts), device=loss.device)
+    return (
+        zeros.index_add(0, rows, loss) / lengths,
+        zeros.index_add(0, rows, correct) / lengths,
+    )
+
+
+def sequence_scores(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean log-probability per labelled token of each row (input_ids, attention_mask,
+    labels): how likely the model finds each row's continuation after its context."""
+    logits, targets, counts = answer_logits(model, batch)
+    log_probs = -F.cross_entropy(logits.float(), targets, reduction="none")
+    rows = torch.arange(len(counts), device=counts.device).repeat_interleave(counts)
+    return torch.zeros(len(counts), device=log_probs.device).index_add(0, rows, log_probs) / counts
+
+
+def whole_option_choices(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Predicted option per question where options are scored whole: ``batch`` holds one
+    sequence per option (``option_input_ids``, ``option_attention_mask``, ``option_labels``),
+    the question each belongs to (``option_row``) and its place among that question's options
+    (``option_index``)."""
+    scores = sequence_scores(
+        model,
+        {
+            "input_ids": batch["option_input_ids"],
+            "attention_mask": batch["option_attention_mask"],
+            "labels": batch["option_labels"],
+        },
+    )
+    rows, index = batch["option_row"], batch["option_index"]
+    table = torch.full(
+        (len(batch["gold"]), int(index.max()) + 1), float("-inf"), device=scores.device
+    )
+    table[rows, index] = scores
+    return table.argmax(dim=-1)
 
 
 def predict_options(
@@ -64,3 +116,14 @@ def predict_options(
     scores = logits.gather(1, option_token_ids.clamp(min=0))
     scores = scores.masked_fill(option_token_ids < 0, float("-inf"))
     return scores.argmax(dim=-1)
+
+
+def choose_options(model, batch, logits=None, counts=None) -> torch.Tensor:
+    """Predicted option per row: whole options where the batch carries them, else the
+    decision token read from ``logits``/``counts`` (`answer_logits` of the batch, computed
+    here when not given)."""
+    if "option_row" in batch:
+        return whole_option_choices(model, batch)
+    if logits is None:
+        logits, _, counts = answer_logits(model, batch)
+    return predict_options(logits, counts, batch["option_offset"], batch["option_token_ids"])

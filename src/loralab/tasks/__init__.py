@@ -6,6 +6,7 @@ commonsense.py  the eight LLM-Adapters commonsense sets and their mix
 alpaca.py       the Alpaca template both papers wrap prompts in
 sources.py      reading a Hub id, a folder or a file into splits; records.py: exact JSON
 registry.py     name -> builder; `register_task` adds a user's own task
+text_answers.py task.answer_form=text: answer with the option's text, not its label
 """
 
 from loralab.tasks import commonsense, demo, scienceqa

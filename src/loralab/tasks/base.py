@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 class DataError(ValueError):
@@ -20,6 +20,9 @@ class DataError(ValueError):
 class Task:
     name: str
     splits: dict[str, list[dict]] = field(repr=False)
+    # True where the options are scored as whole sequences (their texts share first tokens)
+    # rather than at the one token where `option_targets` part ways.
+    whole_options: ClassVar[bool] = False
 
     def prompt(self, record: Mapping[str, Any]) -> str:
         """The model's input text."""

@@ -1,7 +1,8 @@
 """Task names -> how to build them: the built-in tasks and any a user registers.
 
-`build_task` turns a `task` config node into a `Task`; `task_config_errors` checks the keys
-every task shares (source, max_examples, seed) and then the task's own. A user's task module
+`build_task` turns a `task` config node into a `Task` (in the answer form `task.answer_form`
+names); `task_config_errors` checks the keys every task shares (source, max_examples, seed,
+answer_form) and then the task's own. A user's task module
 calls `register_task` when imported (`plugins: [my_tasks]` in the config imports it).
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loralab.tasks.base import Task
+from loralab.tasks.text_answers import ANSWER_FORMS, with_answer_form
 
 SPLITS = ("train", "validation", "test")
 
@@ -48,7 +50,8 @@ def build_task(task_cfg: Mapping[str, Any], splits: tuple[str, ...] = SPLITS) ->
     errors = task_config_errors(task_cfg)
     if errors:
         raise ValueError("; ".join(errors))
-    return TASKS[task_cfg["name"]].build(task_cfg, splits)
+    task = TASKS[task_cfg["name"]].build(task_cfg, splits)
+    return with_answer_form(task, task_cfg.get("answer_form", "label"))
 
 
 def task_config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
@@ -93,6 +96,12 @@ def task_config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
     seed = task_cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         errors.append(f"task.seed={seed!r} must be an integer >= 0")
+    form = task_cfg.get("answer_form", "label")  # optional: a user's task may leave it out
+    if form not in ANSWER_FORMS:
+        errors.append(
+            f"task.answer_form={form!r} must be one of {list(ANSWER_FORMS)} (label: the "
+            "papers' format, answer with the option's label; text: answer with its text)"
+        )
     if entry.config_errors is not None:
         errors.extend(entry.config_errors(task_cfg))
     return errors
