@@ -139,6 +139,25 @@ def test_scienceqa_twins_keep_the_papers_method_and_grid_on_real_data(twin):
     assert compose_sweep(twin)["optimizer"] == compose_sweep(paper)["optimizer"]
 
 
+@pytest.mark.parametrize(
+    "name, sweep", [("paper_arc_e_text_cpu", "optimizer"), ("moslora_arc_e_text_cpu", "adapter")]
+)
+def test_text_form_experiments_keep_their_papers_method_on_arc_easy(name, sweep):
+    """The text-form experiments change the task and answer form, never the method or grid."""
+    paper = {"optimizer": "paper_obqa", "adapter": "moslora_commonsense"}[sweep]
+    cfg = compose_config([f"experiment={name}", "data_root=/data"])
+    OmegaConf.resolve(cfg)
+    assert cfg.model.name == "smollm2_135m" and cfg.task.name == "arc_e"
+    assert cfg.task.answer_form == "text" and cfg.task.source == "/data/commonsense"
+    assert (cfg.task.max_examples.validation, cfg.task.max_examples.test) == (120, 1000)
+    assert compose_sweep(name)[sweep] == compose_sweep(paper)[sweep]
+    if sweep == "optimizer":
+        assert (cfg.adapter.num_experts, cfg.adapter.top_k, cfg.adapter.rank) == (20, 10, 4)
+        assert cfg.optimizer.router_lr == 3e-8 and not cfg.optimizer.bias_correction
+    else:
+        assert (cfg.adapter.rank, cfg.adapter.alpha, cfg.optimizer.lr) == (16, 32, 3e-4)
+
+
 def test_an_unresolvable_per_family_setting_is_a_config_error():
     """The CPU twins key their lr on the optimizer's family: an unknown name must be a clear
     config error (exit 2), not an interpolation traceback."""

@@ -19,6 +19,8 @@ TWINS = {
     "paper_adamw_cpu": "optimizer=gadamw",
     "paper_obqa_cpu": "optimizer=rsgd",
     "moslora_commonsense_cpu": "adapter=lora",
+    "paper_arc_e_text_cpu": "optimizer=gradamw",
+    "moslora_arc_e_text_cpu": "adapter=moslora",
 }
 TINY_RUN = [
     "logger=csv",
