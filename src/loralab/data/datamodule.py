@@ -43,10 +43,10 @@ class Item(NamedTuple):
 
 class TaskDataModule(L.LightningDataModule):
     """Right-padded batches (input_ids, attention_mask, labels) plus what option scoring needs:
-    option_offset, option_token_ids, decision_length and the gold option index; where options
-    are scored whole, their sequences (option_input_ids, option_attention_mask, option_labels,
-    and option_row / option_index: whose and which option each is); in a split that mixes
-    tasks, also ``task``: each row's task name (a list of str).
+    option_offset, option_token_ids and the gold option index; where options are scored whole,
+    decision_length and their sequences (option_input_ids, option_attention_mask,
+    option_labels, and option_row / option_index: whose and which option each is); in a split
+    that mixes tasks, also ``task``: each row's task name (a list of str).
 
     ``records[split]`` keeps the records that were encoded (over-long ones may be dropped), in
     the order of ``encoded[split]``.
@@ -128,7 +128,8 @@ class TaskDataModule(L.LightningDataModule):
         batch["option_offset"] = torch.tensor([item.option_offset for item in items])
         batch["option_token_ids"] = option_ids
         batch["gold"] = torch.tensor([item.gold for item in items])
-        batch["decision_length"] = torch.tensor([item.decision_length for item in items])
+        if items[0].options:  # whole options: the decision is the answer text's tokens
+            batch["decision_length"] = torch.tensor([item.decision_length for item in items])
         if with_options and items[0].options:
             options = [
                 (row, i, o) for row, it in enumerate(items) for i, o in enumerate(it.options)

@@ -50,8 +50,11 @@ def decision_token(
     The answer format is learnt within a few steps and then dominates the mean answer loss;
     these tokens are what accuracy depends on. ``logits``/``targets``/``counts`` as from
     ``answer_logits``; ``offsets`` (B,) where the decision starts within each answer."""
-    if lengths is None:
-        lengths = torch.ones_like(offsets)
+    if lengths is None:  # one token per row: no host sync (this runs at every training step)
+        at = counts.cumsum(0) - counts + offsets
+        chosen = logits[at].float()
+        loss = F.cross_entropy(chosen, targets[at], reduction="none")
+        return loss, (chosen.argmax(dim=-1) == targets[at]).float()
     lengths = torch.minimum(lengths, counts - offsets).clamp(min=1)
     rows = torch.arange(len(counts), device=counts.device).repeat_interleave(lengths)
     within = torch.arange(int(lengths.sum()), device=counts.device) - (
