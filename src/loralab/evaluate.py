@@ -30,13 +30,13 @@ log = logging.getLogger("loralab")
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate as ``cfg`` says and write ``eval.json`` and ``eval.md`` into ``run_dir``."""
     from loralab.adapters import load_adapter
-    from loralab.evaluation.cloze import cloze_questions
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
     from loralab.precision import forward_context, resolve_device, resolve_precision
     from loralab.tasks import build_task
     from loralab.tasks.sources import DataError
+    from loralab.tasks.text_answers import with_answer_form
 
     started = time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -50,8 +50,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
                 f"'task.source={{{cfg.split}: {source}}}'"
             )
         raise DataError(f"task {task.name!r} has no {cfg.split} records at {source}{hint}")
-    if cfg.mode == "cloze":
-        cloze_questions(task, task.splits[cfg.split])  # a task or record without one: exit 2 now
+    if cfg.mode == "cloze" and not task.whole_options:  # a record without option texts: exit 2 now
+        task = with_answer_form(task, "text")
     model, tokenizer = load_model(resolved["model"])
     if cfg.adapter_dir is not None:
         load_adapter(model, cfg.adapter_dir)

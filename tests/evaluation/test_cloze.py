@@ -1,5 +1,6 @@
-"""``cloze`` mode: each option's own text scored after the bare question. Its scores equal a
-one-sequence-at-a-time reference; every task's records give the question and option texts."""
+"""``cloze`` mode: each option's own text scored after the bare question (score mode on the
+task's text form). Batched scores equal a one-sequence-at-a-time reference; every task's records
+give the question and option texts."""
 
 import json
 
@@ -7,13 +8,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from loralab.data.encoding import IGNORE_INDEX, encode_continuation, encode_prompt
-from loralab.evaluation.cloze import cloze_questions, option_scores
+from loralab.data.encoding import IGNORE_INDEX, encode_continuation, encode_prompt, pad_right
+from loralab.evaluation.scoring import sequence_scores
 from loralab.models import load_model
 from loralab.tasks import build_task
 from loralab.tasks.commonsense import FOLDERS, CommonsenseTask, cloze_form
 from loralab.tasks.scienceqa import ScienceQATask
 from loralab.tasks.sources import DataError
+from loralab.tasks.text_answers import with_answer_form
 from tests.evaluation.test_modes_and_cli import eval_cli
 from tests.helpers import compose_config
 
@@ -48,11 +50,18 @@ def reference_scores(model, tokenizer, context: str, options: list[str]) -> list
 
 def test_batched_scores_equal_the_one_at_a_time_reference(tiny):
     model, tokenizer = tiny
-    batched = option_scores(model, tokenizer, QUESTIONS, batch_size=3, max_length=512)
-    for (context, options), scores in zip(QUESTIONS, batched, strict=True):
-        expected = reference_scores(model, tokenizer, context, options)
-        assert scores == pytest.approx(expected, abs=1e-5)
-    assert len({round(s, 6) for scores in batched for s in scores}) > 3  # not all alike
+    sequences = [
+        encode_continuation(tokenizer, context, " " + option, max_length=512)
+        for context, options in QUESTIONS
+        for option in options
+    ]
+    with torch.no_grad():
+        batched = sequence_scores(model, pad_right(sequences, tokenizer.pad_token_id)).tolist()
+    expected = [
+        s for c, options in QUESTIONS for s in reference_scores(model, tokenizer, c, options)
+    ]
+    assert batched == pytest.approx(expected, abs=1e-5)
+    assert len({round(s, 6) for s in batched}) > 3  # not all alike
 
 
 def test_a_long_context_is_cut_on_its_side_and_the_option_kept(tiny):
@@ -117,7 +126,7 @@ def test_commonsense_record_with_missing_option_text_is_named():
         "id": "arc_e-7",
     }
     with pytest.raises(DataError, match=r"'arc_e'.*'arc_e-7'.*\['1', '3'\]"):
-        cloze_questions(CommonsenseTask("arc_e", {}), [record])
+        with_answer_form(CommonsenseTask("arc_e", {"test": [record]}), "text")
 
 
 def test_scienceqa_cloze_form_has_the_hint_as_context():
@@ -138,9 +147,8 @@ def test_every_commonsense_test_record_has_a_cloze_form(shared_data):
         cfg = {"name": name, "source": str(shared_data / "commonsense"), "seed": 0}
         cfg["max_examples"] = {"train": None, "validation": 0, "test": None}
         task = build_task(cfg, splits=("test",))
-        records = task.splits["test"]
-        questions = cloze_questions(task, records)
-        for record, (context, texts) in zip(records, questions, strict=True):
+        for record in with_answer_form(task, "text").splits["test"]:
+            context, texts = record["cloze"]
             assert len(texts) == len(record["choices"]) and all(texts), record["id"]
             assert context.startswith("Question: ") and "Answer format" not in context
 
@@ -153,7 +161,7 @@ def test_eval_cli_cloze_mode(tmp_path):
     report = json.loads((run_dir / "eval.json").read_text())
     assert report["config"]["mode"] == "cloze" and report["summary"]["overall"]["n"] == 24
     assert {r["prediction"] for r in report["records"]} <= set("ABCDE")
-    assert "cloze test" in done.stderr and "option/s" in done.stderr  # the progress bar
+    assert "cloze test" in done.stderr and "q/s" in done.stderr  # the progress bar
 
 
 def test_eval_cli_names_a_record_without_option_texts(tmp_path):

@@ -95,7 +95,7 @@ def test_label_form_is_the_task_itself():
 def test_a_record_without_option_texts_is_named():
     listed = "Pick: q\n\nAnswer1: a Answer3: c\n\nAnswer format: answer1/answer2/answer3"
     record = dict(ARC_RECORD, instruction=listed, id="arc_e-7")
-    with pytest.raises(DataError, match=r"'arc_e'.*answer_form=text.*'arc_e-7'"):
+    with pytest.raises(DataError, match=r"'arc_e' in its text form.*'arc_e-7'"):
         text_task(CommonsenseTask("arc_e", {"test": [record]}))
 
 

@@ -1,9 +1,10 @@
 """Per-record predictions for one split of a task, in ``score``, ``generate`` or ``cloze`` mode.
 
-``score`` reads the option scores from one teacher-forced forward pass (as during training);
-``generate`` decodes greedily and parses the text with the paper's rule; ``cloze`` scores each
-option's own text after the bare question (no labels). Each result names the gold and predicted
-labels (``B``, ``answer2``, ...), so all modes report alike.
+``score`` reads the option scores from one teacher-forced forward pass (as during training;
+whole options, one sequence each, for a task in the text answer form); ``generate`` decodes
+greedily and parses the text with the paper's rule; ``cloze`` scores each option's own text after
+the bare question (no labels): score mode on the task's text form (`with_answer_form`). Each
+result names the gold and predicted labels (``B``, ``answer2``, ...), so all modes report alike.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 import torch
 
 from loralab.data.datamodule import TaskDataModule
-from loralab.evaluation.cloze import cloze_questions, option_scores
 from loralab.evaluation.generation import generate_answers, progress_bar
 from loralab.evaluation.scoring import choose_options
 from loralab.tasks import Task
+from loralab.tasks.text_answers import with_answer_form
 
 MODES = ("score", "generate", "cloze")
 
@@ -39,19 +40,19 @@ def predict_split(
     was_training = model.training
     model.eval()
     try:
-        if mode == "score":
-            return _score(model, tokenizer, task, split, data_cfg, progress)
+        if mode in ("score", "cloze"):
+            if mode == "cloze" and not task.whole_options:
+                task = with_answer_form(task, "text")
+            return _score(model, tokenizer, task, split, data_cfg, f"{mode} {split}", progress)
         if mode == "generate":
             return _generate(model, tokenizer, task, split, data_cfg, max_new_tokens, progress)
-        if mode == "cloze":
-            return _cloze(model, tokenizer, task, split, data_cfg, progress)
         raise ValueError(f"mode={mode!r} must be one of {list(MODES)}")
     finally:
         model.train(was_training)
 
 
 @torch.no_grad()
-def _score(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict], int]:
+def _score(model, tokenizer, task, split, data_cfg, label, progress) -> tuple[list[dict], int]:
     only_split = dataclasses.replace(task, splits={split: task.splits[split]})
     eval_only = dict(data_cfg, batch_size=data_cfg["eval_batch_size"], seed=0)  # no train loader
     datamodule = TaskDataModule(only_split, tokenizer, eval_only)
@@ -60,7 +61,7 @@ def _score(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict
     order = sorted(range(len(items)), key=lambda i: len(items[i].example.input_ids))  # less padding
     device = next(model.parameters()).device
     predictions = [0] * len(items)
-    with progress_bar(len(items), f"score {split}", progress) as bar:
+    with progress_bar(len(items), label, progress) as bar:
         for start in range(0, len(order), size):
             rows = order[start : start + size]
             batch = datamodule.collate([items[i] for i in rows])
@@ -97,23 +98,6 @@ def _generate(
         if text is not None
     ]
     return results, len(records) - len(results)
-
-
-def _cloze(model, tokenizer, task, split, data_cfg, progress) -> tuple[list[dict], int]:
-    records = task.splits[split]
-    scores = option_scores(
-        model,
-        tokenizer,
-        cloze_questions(task, records),
-        batch_size=int(data_cfg["eval_batch_size"]),
-        max_length=int(data_cfg["max_length"]),
-        progress=f"cloze {split}" if progress else None,
-    )
-    results = []
-    for record, options in zip(records, scores, strict=True):
-        best = max(range(len(options)), key=options.__getitem__)
-        results.append(_result(task, record, task.option_labels(record)[best], None))
-    return results, 0
 
 
 def _result(task, record, prediction: str | None, output: str | None) -> dict:

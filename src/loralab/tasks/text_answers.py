@@ -72,8 +72,8 @@ def _normalise(text: str) -> str:
 
 
 def with_answer_form(task: Task, answer_form: str) -> Task:
-    """``task`` itself for ``label`` (the papers' format); its `TextAnswers` for ``text``. A
-    task or record without a cloze form is a `DataError` naming it."""
+    """``task`` itself for ``label`` (the papers' format); its `TextAnswers` for ``text`` (also
+    what cloze mode scores). A task or record without a cloze form is a `DataError` naming it."""
     if answer_form == "label":
         return task
     splits = {}
@@ -83,11 +83,14 @@ def with_answer_form(task: Task, answer_form: str) -> Task:
             try:
                 form = task.cloze(record)
             except ValueError as err:
-                raise DataError(f"task {task.name!r}, task.answer_form=text: {err}") from None
+                raise DataError(
+                    f"task {task.name!r} in its text form (task.answer_form=text, mode=cloze): "
+                    f"{err}"
+                ) from None
             if form is None:
                 raise DataError(
                     f"task {task.name!r} has no text form (its records do not give each "
-                    "option's text): use task.answer_form=label"
+                    "option's text): use task.answer_form=label and mode=score or generate"
                 )
             splits[split].append({**record, "cloze": form})
     return TextAnswers(task.name, splits, inner=task)
