@@ -7,7 +7,7 @@ does not learn from a few thousand questions even when it prefers the right text
 (`Task.cloze`: the bare question, e.g. ``Question: ...\\nAnswer:``) and the target is the right
 option's text after a space, so what is learnt is the answer itself. Accuracy scores every
 option's text whole (mean log-probability per token, as ``cloze`` mode does); generated text
-answers with the option it begins with. Predictions keep the task's labels (``B``,
+answers with the option whose words it shares most. Predictions keep the task's labels (``B``,
 ``answer2``), so reports read as in the label form.
 """
 
@@ -48,17 +48,20 @@ class TextAnswers(Task):
         return self.inner.option_labels(record)
 
     def parse(self, record: Mapping[str, Any], text: str) -> str | None:
-        """The label of the longest option text the output begins with (case and spacing
-        aside, ending at a word boundary), or None."""
-        said = _normalise(text)
-        best, label = 0, None
-        for option, name in zip(record["cloze"][1], self.option_labels(record), strict=True):
-            wanted = _normalise(option)
-            if wanted and said.startswith(wanted) and len(wanted) > best:
-                rest = said[len(wanted) : len(wanted) + 1]
-                if not (rest.isalnum() and wanted[-1].isalnum()):
-                    best, label = len(wanted), name
-        return label
+        """The label of the option whose words best match the output's (F1 over the two word
+        sets, case, punctuation and stop words aside), or None when no option shares a word
+        with it or two match equally. The prompt lists no options, so a generated answer is
+        free text (``the mid-ocean ridges`` for the option ``mid-ocean ridges``)."""
+        said = content_words(text)
+        scores = []
+        for option in record["cloze"][1]:
+            words = content_words(option)
+            common = len(said & words)
+            scores.append(2 * common / (len(said) + len(words)) if common else 0.0)
+        best = max(scores)
+        if best == 0.0 or scores.count(best) > 1:
+            return None
+        return self.option_labels(record)[scores.index(best)]
 
     def cloze(self, record: Mapping[str, Any]) -> tuple[str, list[str]]:
         return record["cloze"]
@@ -67,8 +70,14 @@ class TextAnswers(Task):
         return self.inner.groups(record)
 
 
-def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
+# Words too common to tell options apart ("the sun" and "the moon" share only "the").
+_STOP = "a an and are as at be by for from in is it its of on or the to with"
+STOP_WORDS = frozenset(_STOP.split())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case words and numbers of ``text``, stop words left out."""
+    return {word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in STOP_WORDS}
 
 
 def with_answer_form(task: Task, answer_form: str) -> Task:
