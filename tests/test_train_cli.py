@@ -346,3 +346,40 @@ def test_a_baseline_fills_the_before_of_runs_that_did_not_measure_it(tmp_path):
     (tmp_path / "adapted" / "eval.json").write_text(json.dumps(adapted))
     with pytest.raises(ValueError, match="the baseline is the untrained model"):
         load_baseline([tmp_path / "adapted"])
+
+
+def test_a_run_eval_fills_the_after_a_run_did_not_log(tmp_path, capsys):
+    """A grid run with evaluation.generate_every=0 logs no generate accuracy; loralab-eval on
+    its adapter, in a folder inside the run, gives the table its generate column."""
+    from loralab.figures import main
+
+    frame = pd.DataFrame({"step": [0, 1, 2], "train/loss": [2.0, 1.0, 0.5]})
+    for seed, accuracy in ((0, 0.40), (1, 0.50)):
+        run = tmp_path / f"run-s{seed}"
+        (run / "gen").mkdir(parents=True)
+        frame.to_csv(run / "metrics.csv", index=False)
+        summary = {"run_name": f"run-s{seed}", "test_acc_before": 0.2, "test_acc_after": 0.6}
+        (run / "summary.json").write_text(json.dumps(summary))
+        result = {
+            "config": {"mode": "generate", "adapter_dir": f"{run}/adapter"},
+            "summary": {"overall": {"accuracy": accuracy}},
+        }
+        (run / "gen" / "eval.json").write_text(json.dumps(result))
+    runs = [str(tmp_path / "run-s0"), str(tmp_path / "run-s1")]
+    main([*runs, "--run-eval", "gen", "--out", str(tmp_path / "figs")])
+    row = (tmp_path / "figs" / "accuracy.md").read_text().splitlines()[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "run" and cells[3] == "60.0 ± 0.0" and cells[6] == "45.0 ± 5.0"
+    main([*runs, "--out", str(tmp_path / "plain")])  # without --run-eval: not measured
+    assert "n/a" in (tmp_path / "plain" / "accuracy.md").read_text().splitlines()[2]
+    capsys.readouterr()
+    (tmp_path / "run-s1" / "gen" / "eval.json").write_text(
+        json.dumps({"config": {"mode": "generate", "adapter_dir": "other/adapter"}})
+    )
+    with pytest.raises(SystemExit) as stopped:
+        main([*runs, "--run-eval", "gen", "--out", str(tmp_path / "figs")])
+    assert stopped.value.code == 2
+    assert "evaluates adapter other/adapter, not" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*runs, "--run-eval", "missing", "--out", str(tmp_path / "figs")])
+    assert "has no missing/eval.json" in capsys.readouterr().err

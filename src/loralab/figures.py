@@ -219,6 +219,28 @@ def load_baseline(eval_dirs: list[Path]) -> dict[str, float]:
     return baseline
 
 
+def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
+    """{mode: accuracy} from loralab-eval folders inside a run directory (``<run>/<name>``),
+    each on that run's adapter after training: the "after" of a measure the run did not log
+    (generate mode in a grid run with evaluation.generate_every=0)."""
+    after = {}
+    for name in names:
+        file = run_dir / name / "eval.json"
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"--run-eval {name}: {run_dir} has no {name}/eval.json (run loralab-eval "
+                f"adapter_dir={run_dir / 'adapter'} hydra.run.dir={run_dir / name})"
+            )
+        result = json.loads(file.read_text())
+        adapter = result["config"].get("adapter_dir")
+        if not adapter or Path(adapter).parent.name != run_dir.name:
+            raise ValueError(
+                f"--run-eval {name}: {file} evaluates adapter {adapter}, not {run_dir}'s own"
+            )
+        after[result["config"]["mode"]] = result["summary"]["overall"]["accuracy"]
+    return after
+
+
 def _mean_std(values: list[float | None], scale: float, digits: int) -> str:
     known = pd.Series([scale * v for v in values if v is not None], dtype=float)
     return "n/a" if known.empty else f"{known.mean():.{digits}f} ± {known.std(ddof=0):.{digits}f}"
@@ -240,9 +262,11 @@ def last_value(frame: pd.DataFrame, column: str) -> float | None:
 def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = None) -> str:
     """Per group, mean ± std over seeds (population std): score-mode test accuracy (%) before
     and after training and its gain, generate-mode test accuracy (%) before and at the end (the
-    paper's measure; n/a unless evaluation.generate_every was set), the last validation
-    decision-token loss and the final training loss. A run that did not measure a "before"
-    takes it from `baseline` ({mode: accuracy} of the untrained model), if given."""
+    paper's measure; n/a unless evaluation.generate_every was set or a --run-eval measured
+    it), the last validation decision-token loss and the final training loss. A run that did
+    not measure a "before" takes it from `baseline` ({mode: accuracy} of the untrained model),
+    if given; an "after" it did not log, from its summary's ``evaluated`` ({mode: accuracy},
+    `load_run_evaluations`)."""
     baseline = baseline or {}
     lines = [
         "| run | seeds | test acc before | test acc after | gain | generate acc before | "
@@ -251,12 +275,19 @@ def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = 
     ]
     for name, runs in groups.items():
         pairs = [final_accuracy(frame, summary) for _, frame, summary in runs]
-        pairs = [(baseline.get("score") if b is None else b, a) for b, a in pairs]
+        evaluated = [summary.get("evaluated", {}) for _, _, summary in runs]
+        pairs = [
+            (baseline.get("score") if b is None else b, e.get("score") if a is None else a)
+            for (b, a), e in zip(pairs, evaluated, strict=True)
+        ]
         before, after = (_mean_std(list(values), 100, 1) for values in zip(*pairs, strict=True))
         gains = [None if None in pair else pair[1] - pair[0] for pair in pairs]
         started = [generate_before(frame) for _, frame, _ in runs]
         started = [baseline.get("generate") if g is None else g for g in started]
         generated = [last_value(frame, "test/gen_acc") for _, frame, _ in runs]
+        generated = [
+            e.get("generate") if g is None else g for g, e in zip(generated, evaluated, strict=True)
+        ]
         decision = [last_value(frame, "val/decision_loss") for _, frame, _ in runs]
         cells = [
             before,
@@ -333,11 +364,22 @@ def main(argv: list[str] | None = None) -> None:
         help="a loralab-eval folder of the untrained model (score or generate mode; repeat for "
         "both): the 'before' of runs that did not measure it",
     )
+    parser.add_argument(
+        "--run-eval",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a loralab-eval folder inside every run directory (<run>/NAME) on that run's "
+        "adapter: the 'after' of a mode the run did not log, e.g. generate mode after "
+        "evaluation.generate_every=0 (repeat for several)",
+    )
     args = parser.parse_args(argv)
     if args.smooth < 1:
         parser.error(f"--smooth {args.smooth}: must be an integer >= 1")
     try:
         runs = [load_run(d) for d in args.run_dirs]
+        for run_dir, (_, _, summary) in zip(args.run_dirs, runs, strict=True):
+            summary["evaluated"] = load_run_evaluations(run_dir, args.run_eval)
         baseline = load_baseline(args.baseline)
     except (FileNotFoundError, ValueError) as err:
         print(f"loralab-figures: {err}", file=sys.stderr)
