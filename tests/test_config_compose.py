@@ -158,6 +158,22 @@ def test_text_form_experiments_keep_their_papers_method_on_arc_easy(name, sweep)
         assert (cfg.adapter.rank, cfg.adapter.alpha, cfg.optimizer.lr) == (16, 32, 3e-4)
 
 
+def test_scienceqa_text_form_twin_is_the_scienceqa_grid_on_the_same_problems():
+    """Only the answer form, its target layout and the per-family rates differ from
+    paper_scienceqa_cpu: the same problems, method and grid."""
+    text = compose_config(["experiment=paper_scienceqa_text_cpu", "data_root=/data"])
+    label = compose_config(["experiment=paper_scienceqa_cpu", "data_root=/data"])
+    for cfg in (text, label):
+        OmegaConf.resolve(cfg)
+    assert text.task.answer_form == "text" and label.task.answer_form == "label"
+    assert text.data.target_layout == "loralab" and text.cpu_lr == {"sgd": 1.6e-2, "adamw": 6.4e-4}
+    assert text.task.source == label.task.source and text.adapter == label.adapter
+    assert text.optimizer.router_lr == label.optimizer.router_lr == 3e-8
+    assert not text.optimizer.bias_correction
+    sweep = compose_sweep("paper_scienceqa_text_cpu")
+    assert sweep["optimizer"] == compose_sweep("paper_scienceqa_cpu")["optimizer"]
+
+
 def test_an_unresolvable_per_family_setting_is_a_config_error():
     """The CPU twins key their lr on the optimizer's family: an unknown name must be a clear
     config error (exit 2), not an interpolation traceback."""

@@ -21,6 +21,7 @@ TWINS = {
     "moslora_commonsense_cpu": "adapter=lora",
     "paper_arc_e_text_cpu": "optimizer=gradamw",
     "moslora_arc_e_text_cpu": "adapter=moslora",
+    "paper_scienceqa_text_cpu": "optimizer=grsgd",
 }
 TINY_RUN = [
     "logger=csv",
