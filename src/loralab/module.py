@@ -52,6 +52,7 @@ class AdapterModule(L.LightningModule):
         self.skipped = 0
         self._micro_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self.run_identity: dict | None = None
+        self.batches_done = 0  # training batches consumed: where the sampler resumes
         self._pending_rng = None
         self.strict_loading = False  # checkpoints hold the adapters only
 
@@ -155,6 +156,7 @@ class AdapterModule(L.LightningModule):
         if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
+        self.batches_done += 1  # before ModelCheckpoint's on_train_batch_end saves it
         if self._micro_losses:
             return  # not the first micro-batch of this optimizer step: logged already
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
@@ -205,6 +207,7 @@ class AdapterModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["loralab_rng"] = rng_state()
         checkpoint["loralab_skipped"] = self.skipped
+        checkpoint["loralab_batches_done"] = self.batches_done
         if (
             self.run_identity is not None
         ):  # what a resume must match (runs.checkpoints.run_identity)
@@ -221,3 +224,7 @@ class AdapterModule(L.LightningModule):
         # global RNG when created) exists, exactly where the saved state was taken.
         self._pending_rng = checkpoint.get("loralab_rng")
         self.skipped = checkpoint.get("loralab_skipped", 0)
+        accumulate = self.trainer.accumulate_grad_batches
+        self.batches_done = checkpoint.get(
+            "loralab_batches_done", checkpoint["global_step"] * accumulate
+        )

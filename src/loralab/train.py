@@ -51,6 +51,7 @@ def run(cfg: DictConfig, run_dir: Path):
         CHECKPOINT_DIR,
         LAST,
         AtomicCheckpointIO,
+        FinalStepCheckpoint,
         ResumeMismatchError,
         find_resume_checkpoint,
         resume_mismatches,
@@ -138,7 +139,11 @@ def run(cfg: DictConfig, run_dir: Path):
         enable_version_counter=False,  # one last.ckpt, replaced atomically, never last-v1.ckpt
     )
     precision = resolve_precision(resolved["trainer"], model)
-    callbacks = [checkpoints, StepProgressBar()]
+    callbacks = [
+        checkpoints,
+        FinalStepCheckpoint(run_dir / CHECKPOINT_DIR / LAST),
+        StepProgressBar(),
+    ]
     evaluation = resolved["evaluation"]
     if evaluation["generate_every"]:
         room = dict(data_cfg, max_length=data_cfg["max_length"] + evaluation["max_new_tokens"])
@@ -166,7 +171,6 @@ def run(cfg: DictConfig, run_dir: Path):
     if checkpoint is None and cfg.evaluation.before_training:
         trainer.test(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
-    trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST)
     trainer.test(module, datamodule=datamodule, verbose=False)
     for logger in loggers:
         logger.finalize("success")

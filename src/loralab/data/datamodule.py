@@ -164,12 +164,13 @@ class TaskDataModule(L.LightningDataModule):
             accumulate=accumulate,
         )
         if trainer is not None:
-            sampler.resume_from(trainer.global_step * accumulate)
+            sampler.resume_from(batches_done(trainer, accumulate))
         return DataLoader(
             items,
             batch_size=self.batch_size,
             sampler=sampler,
             collate_fn=partial(self.collate, with_options=False),
+            generator=torch.Generator(),  # see _eval_loader
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -182,4 +183,19 @@ class TaskDataModule(L.LightningDataModule):
         """Batches of similar length (less padding); the metrics are means over all items, so
         the order does not change them."""
         items = sorted(self.encoded[split], key=lambda item: len(item.example.input_ids))
-        return DataLoader(items, batch_size=self.eval_batch_size, collate_fn=self.collate)
+        # Its own generator: a DataLoader's iterator otherwise draws its base seed from the
+        # global RNG, so a validation pass would shift the dropout masks of the steps after it
+        # and a resume (which restores the RNG saved before that pass) would differ.
+        return DataLoader(
+            items,
+            batch_size=self.eval_batch_size,
+            collate_fn=self.collate,
+            generator=torch.Generator(),
+        )
+
+
+def batches_done(trainer, accumulate: int) -> int:
+    """Training batches consumed since the run began: what the module counted (a resumed
+    checkpoint restores the count), else the optimizer steps times the accumulation."""
+    counted = getattr(trainer.lightning_module, "batches_done", None)
+    return trainer.global_step * accumulate if counted is None else counted

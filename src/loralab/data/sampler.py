@@ -56,7 +56,9 @@ class ResumableSampler(Sampler[int]):
         self.epoch, self.skip_batches = divmod(batches_done, self.batches_per_epoch)
 
     def __len__(self) -> int:
-        return (self.batches_per_epoch - self.skip_batches) * self.global_batch // self.world
+        """A whole epoch, also while the first pass after a resume is partial: the trainer
+        reads the length once and uses it for every epoch; it resumes its own batch count."""
+        return self.batches_per_epoch * self.global_batch // self.world
 
     def __iter__(self) -> Iterator[int]:
         """This pass's indices. Each call is one epoch: the trainer may stop reading a pass at

@@ -16,7 +16,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -38,13 +40,26 @@ class ResumeMismatchError(ValueError):
 # evaluation, checkpoint and logger settings.
 RESUME_KEYS = ("model", "adapter", "optimizer", "task", "data", "seed")
 RESUME_TRAINER_KEYS = ("accumulate_grad_batches",)
+SCHEDULE_LENGTH = "optimizer.scheduler.total_steps"
 
 
 def run_identity(resolved: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved run config that a checkpoint records and a resume must match."""
+    """The part of a resolved run config that a checkpoint records and a resume must match.
+
+    The learning-rate schedule is recorded with its length resolved: `linear` and `cosine`
+    decay over `optimizer.scheduler.total_steps`, which defaults to `trainer.max_steps`, so
+    extending a run's max_steps would stretch the schedule its first steps were trained with
+    (the lr would jump at the resume). Such a resume is refused; with `total_steps` set to the
+    old length, or a `constant` schedule, the extended run equals one longer run."""
     identity = {key: resolved[key] for key in RESUME_KEYS}
     trainer = resolved.get("trainer", {})
     identity["trainer"] = {k: trainer.get(k) for k in RESUME_TRAINER_KEYS}
+    scheduler = identity["optimizer"].get("scheduler")
+    if isinstance(scheduler, dict):
+        decays = scheduler.get("name") != "constant"
+        length = (scheduler.get("total_steps") or trainer.get("max_steps")) if decays else None
+        schedule = dict(scheduler, total_steps=length)
+        identity["optimizer"] = dict(identity["optimizer"], scheduler=schedule)
     return identity
 
 
@@ -57,6 +72,14 @@ def resume_mismatches(
     saved = checkpoint.get("loralab_run")
     if saved is not None:
         differences += _differences(_without_switches(saved), run_identity(resolved), "")
+    if any(d.startswith(SCHEDULE_LENGTH + "=") for d in differences):
+        there = saved["optimizer"]["scheduler"]["total_steps"]
+        differences.append(
+            f"{SCHEDULE_LENGTH} follows trainer.max_steps unless set: a longer run would "
+            "stretch the schedule its first steps were trained with (the lr would jump at the "
+            f"resume); add optimizer.scheduler.total_steps={there} to keep the schedule "
+            "(the added steps then run at its final lr)"
+        )
     stored = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
     for name, shape in adapter_shapes.items():
         if name not in stored:
@@ -87,6 +110,20 @@ def _differences(there: Any, here: Any, prefix: str) -> list[str]:
             found += _differences(there.get(key), here.get(key), name)
         return found
     return [] if there == here else [f"{prefix}={there!r} there -> {here!r} here"]
+
+
+class FinalStepCheckpoint(Callback):
+    """Saves ``path`` right after the run's last optimizer step, inside the training loop like
+    every other checkpoint. One saved after ``fit`` returns holds loop counters a step and an
+    epoch on (the loop has closed its epoch), so a run extended from it (a larger
+    ``trainer.max_steps``) logged every later row one step and one epoch late."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= trainer.max_steps:  # the loop stops after this batch
+            trainer.save_checkpoint(self.path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -121,19 +158,23 @@ def safe_load(path, map_location=None) -> dict[str, Any]:
 
 def find_resume_checkpoint(resume: str | None, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """The checkpoint to resume from and its loaded state, or None. ``resume=auto``: this run
-    directory's newest intact checkpoint (``last.ckpt``, else the newest ``stepN.ckpt``; each
-    one skipped is named in the log); a path: that file, which must be readable."""
+    directory's intact checkpoint with the most steps (``last.ckpt`` or a ``stepN.ckpt``; each
+    one that cannot be read is named in the log); a path: that file, which must be readable."""
     if resume in (None, "", "never"):
         return None
     if resume == "auto":
         folder = run_dir / CHECKPOINT_DIR
         by_step = sorted(folder.glob("step*.ckpt"), key=_step_of, reverse=True)
         candidates = [p for p in [folder / LAST, *by_step] if p.is_file()]
+        intact = []
         for path in candidates:
             state, problem = _load_intact(path)
             if problem is None:
-                return path, state
-            log.warning("resume=auto: skipping %s, which cannot be read (%s)", path, problem)
+                intact.append((path, state))
+            else:
+                log.warning("resume=auto: skipping %s, which cannot be read (%s)", path, problem)
+        if intact:  # the most steps; last.ckpt on a tie (a kill can fall between two saves)
+            return max(intact, key=lambda found: found[1].get("global_step", -1))
         if candidates:
             raise CorruptCheckpointError(
                 f"resume=auto: no checkpoint in {folder} can be read "
@@ -174,10 +215,19 @@ def _step_of(path: Path) -> int:
 
 
 def rng_state() -> dict:
-    """Python, torch (CPU and CUDA) RNG states as tensors and plain values."""
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    state["python_version"] = random.getstate()[0]
-    state["python_gauss"] = random.getstate()[2]
+    """Python, NumPy and torch (CPU and CUDA) RNG states as tensors and plain values (what
+    ``torch.load(weights_only=True)`` reads back). Dropout draws from torch's generators."""
+    version, python, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": list(python)}
+    state.update(python_version=version, python_gauss=gauss)
+    state["numpy"] = {
+        "kind": kind,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "position": int(position),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -186,5 +236,11 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    saved = state.get("numpy")  # absent from older checkpoints
+    if saved is not None:
+        keys = saved["keys"].numpy().astype(np.uint32)
+        np.random.set_state(
+            (saved["kind"], keys, saved["position"], saved["has_gauss"], saved["cached"])
+        )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -120,7 +120,14 @@ def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
     with a warning)."""
     if not metrics_csv.is_file():
         return
-    lines = metrics_csv.read_text().splitlines(keepends=True)
+    try:
+        with open(metrics_csv, newline="", encoding="utf-8") as handle:  # keep \r\n line ends
+            lines = handle.read().splitlines(keepends=True)
+    except UnicodeDecodeError as err:
+        raise MetricsFileError(
+            f"{metrics_csv}: byte {err.start} is not UTF-8 text, so the file is not one loralab "
+            "wrote; restore it or start a new run"
+        ) from None
     if lines and not lines[-1].endswith("\n"):
         log.warning("%s: dropping the unterminated last line (a write cut short)", metrics_csv)
         lines = lines[:-1]
@@ -149,7 +156,8 @@ def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
         metrics_csv.unlink()
         return
     partial = metrics_csv.with_name(metrics_csv.name + ".partial")
-    partial.write_text("".join(kept))
+    with open(partial, "w", newline="") as handle:
+        handle.write("".join(kept))
     partial.replace(metrics_csv)
 
 
