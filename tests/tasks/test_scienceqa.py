@@ -156,7 +156,7 @@ PROBLEM = {"question": "Which is hot?", "choices": ["ice", "fire"], "answer": 1,
         ({"question": None}, ["record 1", "missing field 'question'"]),
         ({"answer": "C"}, ["record 1", "field 'answer'='C' is not among the 2 choices"]),
         ({"answer": 5}, ["record 1", "field 'answer'=5"]),
-        ({"choices": []}, ["record 1", "field 'choices' is empty"]),
+        ({"choices": []}, ["record 1", "field 'choices' holds 0 choice(s)"]),
     ],
 )
 def test_bad_records_name_file_record_and_field(tmp_path, change, fragments):
@@ -183,9 +183,9 @@ def test_missing_local_path(tmp_path):
         scienceqa(tmp_path / "scienceqa_copy")
 
 
-def mapped(source, **caps):
+def mapped(source, drop_repeats=False, **caps):
     cfg = {"name": "scienceqa", "source": source, "text_only": True, "seed": 0}
-    return build_task(cfg | {"max_examples": ALL | caps})
+    return build_task(cfg | {"drop_repeats": drop_repeats, "max_examples": ALL | caps})
 
 
 def test_split_to_source_mapping_combines_partial_copies(shared_data):
@@ -193,7 +193,8 @@ def test_split_to_source_mapping_combines_partial_copies(shared_data):
     validation from the original release, test from the Hub sample."""
     partial = str(shared_data / "scienceqa" / "original_partial")
     sample = str(shared_data / "scienceqa" / "hf_sample")
-    task = mapped({"train": [partial, sample], "validation": partial, "test": sample})
+    source = {"train": [partial, sample], "validation": partial, "test": sample}
+    task = mapped(source, drop_repeats=True)
     alone = {
         "partial": scienceqa(partial, splits=("train",)).splits["train"],
         "sample": scienceqa(sample, splits=("train",)).splits["train"],
@@ -218,6 +219,31 @@ def test_a_single_file_is_the_split_it_is_listed_under(tmp_path):
     file.write_text(json.dumps(problem) + "\n" + json.dumps(problem | {"question": "Q2"}) + "\n")
     task = mapped({"test": str(file)})
     assert len(task.splits["test"]) == 2 and task.splits["train"] == []
+
+
+def test_a_mapped_split_keeps_its_repeats_unless_asked(tmp_path, caplog):
+    """A split is scored as given (the official test split repeats 7 problems);
+    task.drop_repeats=true drops repeats and logs their count and every source with a copy."""
+    fish, cat = PROBLEM | {"question": "Fish?"}, PROBLEM | {"question": "Cat?"}
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(json.dumps(p) + "\n" for p in (PROBLEM, PROBLEM, fish)))
+    second.write_text("".join(json.dumps(p) + "\n" for p in (fish, cat)))
+    assert len(mapped({"test": str(first)}).splits["test"]) == 3
+    assert len(mapped({"test": [str(first), str(second)]}).splits["test"]) == 5
+    with caplog.at_level("INFO", logger="loralab.tasks.scienceqa"):
+        kept = mapped({"test": [str(first), str(second)]}, drop_repeats=True).splits["test"]
+    assert [r["question"] for r in kept] == ["Which is hot?", "Fish?", "Cat?"]
+    logged = "scienceqa/test: 2 repeated problems dropped (task.drop_repeats=true), copies in"
+    assert f"{logged}: {first}, {second}" in caplog.text
+
+
+def test_drop_repeats_must_be_true_or_false():
+    from loralab.tasks import task_config_errors
+
+    cfg = {"name": "scienceqa", "source": "x", "text_only": True, "seed": 0, "drop_repeats": "yes"}
+    assert task_config_errors(cfg | {"max_examples": ALL}) == [
+        "task.drop_repeats='yes' must be true or false"
+    ]
 
 
 def test_a_listed_source_without_that_split_names_it(shared_data):

@@ -58,10 +58,10 @@ def test_hub_id_goes_through_load_dataset(monkeypatch):
 
 
 def test_hub_failure_says_it_was_tried_as_a_hub_id(monkeypatch):
-    def offline(*args, **kwargs):
-        raise ConnectionError("offline")
+    def not_on_the_hub(*args, **kwargs):
+        raise FileNotFoundError("Dataset 'owner/typo-in-a-local-path' doesn't exist on the Hub")
 
-    monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets, "load_dataset", not_on_the_hub)
     with pytest.raises(DataError, match="no local path, so it was loaded as a Hub dataset id"):
         load_source("owner/typo-in-a-local-path")
 

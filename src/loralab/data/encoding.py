@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from loralab.tasks.base import DataError
+
 IGNORE_INDEX = -100
 OVERFLOW_MODES = ("truncate", "drop")
 TARGET_LAYOUTS = ("loralab", "reference")
@@ -130,14 +132,17 @@ def pad_left(batch: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def option_tokens(tokenizer, option_targets: list[str]) -> tuple[int, list[int]]:
-    """``(offset, token_ids)``: where in the answer the options part ways, and their tokens."""
+    """``(offset, token_ids)``: where in the answer the options part ways, and their tokens.
+
+    Options that do not part ways at one token each (the tokenizer splits them alike) are a
+    `DataError`: score mode cannot tell them apart, so the run stops with the fix."""
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in option_targets]
     offset = 0
     while all(len(ids) > offset for ids in encoded) and len({ids[offset] for ids in encoded}) == 1:
         offset += 1
     firsts = [ids[offset] if len(ids) > offset else None for ids in encoded]
     if None in firsts or len(set(firsts)) != len(firsts):
-        raise ValueError(
+        raise DataError(
             f"options {option_targets!r} do not differ at one token after their shared prefix; "
             "score mode needs distinct first answer tokens (use generate mode for this task)"
         )

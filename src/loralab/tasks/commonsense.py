@@ -225,7 +225,11 @@ def normalise_record(row: Mapping[str, Any], origin: str, index: int, task: str)
         if row.get(field) is None:
             raise record_error(origin, index, f"missing field {field!r}")
         if not isinstance(row[field], str):
-            raise record_error(origin, index, f"field {field!r}={row[field]!r} is not text")
+            raise record_error(origin, index, f"field {field!r}={row[field]!r:.80} is not text")
+    if not isinstance(row.get("input"), str | None):
+        raise record_error(
+            origin, index, f"field 'input'={row['input']!r:.80} is not text (a string, or null)"
+        )
     choices = answer_words(row["instruction"])
     if not choices:
         raise record_error(
@@ -244,9 +248,17 @@ def normalise_record(row: Mapping[str, Any], origin: str, index: int, task: str)
             index,
             f"field 'answer'={answer!r} is in no known answer vocabulary ({sorted(VOCABULARIES)})",
         )
+    words = VOCABULARIES[answer_family(answer)]
+    if len(choices) < 2 or len(set(choices)) < len(choices) or not set(choices) <= set(words):
+        raise record_error(  # options must differ in a word the answer parser knows
+            origin,
+            index,
+            f"field 'instruction' lists the answer words {choices!r:.80}; list two or more "
+            f"different words of {list(words)}",
+        )
     if answer not in row["output"]:
         raise record_error(
-            origin, index, f"field 'output'={row['output']!r} does not name the answer"
+            origin, index, f"field 'output'={row['output']!r:.80} does not name the answer"
         )
     return {
         "instruction": row["instruction"],

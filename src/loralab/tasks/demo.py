@@ -17,6 +17,8 @@ from typing import Any
 from loralab.tasks.scienceqa import ScienceQATask, scienceqa_prompt, scienceqa_target
 
 SPLIT_OFFSETS = {"train": 0, "validation": 1, "test": 2}
+BUNDLED = "bundled"  # the demo's task.source: the quiz is generated, no data is read
+USED_KEYS = {"name", "source", "answer_form", "seed", "max_examples"}
 
 MATERIALS = ["copper", "wooden", "plastic", "glass", "steel", "rubber", "paper", "wool"]
 TESTS = [  # (object, what was measured, verb phrase)
@@ -125,7 +127,18 @@ def build(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> ScienceQATask
 
 
 def config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
+    """The generated quiz reads no data: a ``source`` or other key given to it would be
+    silently ignored, so it is refused by name."""
+    errors = []
     caps = task_cfg.get("max_examples") or {}
     if any(caps.get(split) is None for split in ("train", "validation", "test")):
-        return ["task.max_examples: the generated demo task needs a size for every split"]
-    return []
+        errors.append("task.max_examples: the generated demo task needs a size for every split")
+    if task_cfg.get("source") != BUNDLED:
+        errors.append(
+            f"task.source={task_cfg.get('source')!r} is not read by the demo task (its quiz is "
+            f"generated; source: {BUNDLED}); for your own data pick a data task, e.g. "
+            "task=scienceqa task.source=<path>"
+        )
+    for key in sorted(set(task_cfg) - USED_KEYS):
+        errors.append(f"task.{key} is not read by the demo task: remove it")
+    return errors

@@ -5,9 +5,9 @@ and numbers (a choice "1.50" in one record, 1.5 in another) it falls back to a J
 parses the strings too, so "1.50", "true" and "null" reached the prompt as 1.5, True and None,
 and a BoolQ answer given as an integer was reported with another record's value. Local JSON and
 JSON Lines files are therefore read with Python's json module: every value stays what the file
-says, and an unreadable file (not gzip, truncated, not UTF-8, bad JSON, not a list of objects)
-is a `DataError` naming the file and the line or record. Parquet files, save_to_disk folders and
-Hub datasets have typed columns and still come through `datasets`.
+says, and an unreadable file (a folder, not gzip, truncated, not UTF-8, bad JSON, not a list of
+objects) is a `DataError` naming the file and the line or record. Parquet files, save_to_disk
+folders and Hub datasets have typed columns and still come through `datasets`.
 """
 
 from __future__ import annotations
@@ -89,6 +89,10 @@ def _text(file: Path) -> str:
         raise DataError(f"{file}: not a gzip file, though its name ends in .gz") from None
     except (EOFError, zlib.error) as err:
         raise DataError(f"{file}: the compressed data is cut short or damaged ({err})") from None
+    except IsADirectoryError:
+        raise DataError(f"{file}: is a folder, not a data file") from None
+    except OSError as err:
+        raise DataError(f"{file}: cannot be read ({err.strerror})") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -105,8 +109,10 @@ def _looks_like_lines(text: str) -> bool:
 
 
 def _json_lines(file: Path, text: str) -> list:
+    """One JSON value per line. Lines end at "\\n" only, as JSON Lines defines: ``splitlines``
+    also split inside strings holding U+2028, U+0085 and other Unicode line breaks."""
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -14,14 +14,15 @@ count left out is logged.
 
 ``task.source`` may also map splits to sources, as ``datasets`` maps splits to data files:
 ``{train: [a, b], validation: a, test: c}`` reads each split from the sources listed for it
-(that split of a folder or Hub copy; the whole of a single data file) and drops problems that
-repeat within a split (same question, hint, choices and answer), so that partial copies of the
-dataset can be combined as a user's full copy is read.
+(that split of a folder or Hub copy; the whole of a single data file). Each split is scored as
+given: problems that repeat within a split (same question, hint, choices and answer) are kept
+unless ``task.drop_repeats=true``, meant for combining partial copies of the dataset that
+overlap; the count dropped is logged with the sources involved. A single source (no mapping)
+is always read as given.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import string
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ORIGINAL_FILES = ("problems.json", "problems.json.gz")
 REQUIRED = ("question", "choices", "answer")
+OPTIONAL_TEXT = ("hint", "subject", "grade")  # shown in the prompt or grouped by: text or null
 LETTERS = string.ascii_uppercase
 # The reference's parser (THUDM/MoELoRA_Riemannian): exactly one match, else a failed parse that
 # counts as wrong. Its unescaped dot included: any one character must follow the letter, so an
@@ -108,9 +110,13 @@ def build(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> ScienceQATask
 
 def config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
     """ScienceQA's own keys (the shared ones are checked by the registry)."""
+    errors = []
     if not isinstance(task_cfg.get("text_only"), bool):
-        return [f"task.text_only={task_cfg.get('text_only')!r} must be true or false"]
-    return []
+        errors.append(f"task.text_only={task_cfg.get('text_only')!r} must be true or false")
+    drop = task_cfg.get("drop_repeats", False)
+    if not isinstance(drop, bool):
+        errors.append(f"task.drop_repeats={drop!r} must be true or false")
+    return errors
 
 
 def load_scienceqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[str, list[dict]]:
@@ -154,7 +160,7 @@ def _load_mapped(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[s
     for split in splits:
         listed = mapping.get(split) or []
         listed = [listed] if isinstance(listed, str) else list(listed)
-        merged, seen, repeats = [], set(), 0
+        pairs: list[tuple[str, dict]] = []  # (source, record)
         for source in listed:
             data = read.setdefault(source, _read_source(source))
             if _is_single_file(source):  # a file holds just the split it is listed under
@@ -165,15 +171,10 @@ def _load_mapped(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[s
                     f"has one (a folder or Hub copy with a {split} split, or a single file)"
                 )
             rows, kept = _usable(data[split], split, task_cfg["text_only"])
-            for record in materialise(rows, kept, normalise):
-                key = _problem_key(record)
-                if key in seen:
-                    repeats += 1
-                    continue
-                seen.add(key)
-                merged.append(record)
-        if repeats:
-            log.info("scienceqa/%s: %d problems repeated across sources dropped", split, repeats)
+            pairs += [(source, record) for record in materialise(rows, kept, normalise)]
+        if task_cfg.get("drop_repeats", False):
+            pairs = _drop_repeats(pairs, split)
+        merged = [record for _, record in pairs]
         cap = task_cfg["max_examples"][split]
         chosen = sample_indices(list(range(len(merged))), cap, seed=f"{task_cfg['seed']}/{split}")
         records[split] = [merged[i] for i in chosen]
@@ -183,6 +184,28 @@ def _load_mapped(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[s
 def _is_single_file(source: str) -> bool:
     path = Path(source).expanduser()
     return path.is_file() and _original_release(path) is None
+
+
+def _drop_repeats(pairs: list[tuple[str, dict]], split: str) -> list[tuple[str, dict]]:
+    """``(source, record)`` pairs without the problems seen before in the split, logging how
+    many were dropped and every source that held a copy of one."""
+    first_source: dict[tuple, str] = {}
+    kept, involved = [], {}
+    for source, record in pairs:
+        key = _problem_key(record)
+        if key in first_source:
+            involved.update(dict.fromkeys((first_source[key], source)))
+            continue
+        first_source[key] = source
+        kept.append((source, record))
+    if involved:
+        log.info(
+            "scienceqa/%s: %d repeated problems dropped (task.drop_repeats=true), copies in: %s",
+            split,
+            len(pairs) - len(kept),
+            ", ".join(involved),
+        )
+    return kept
 
 
 def _problem_key(record: Mapping[str, Any]) -> tuple:
@@ -195,29 +218,53 @@ def normalise(row: Mapping[str, Any], origin: str, index: int) -> dict:
     for field in REQUIRED:
         if row.get(field) is None:
             raise record_error(origin, where, f"missing field {field!r}")
-    choices = row["choices"]
-    if not isinstance(choices, list | tuple) or not choices:
-        raise record_error(origin, where, f"field 'choices' is empty or not a list: {choices!r}")
-    for position, choice in enumerate(choices):
-        if not isinstance(choice, str):  # the prompt shows choices as the file writes them
+    problem = _text_problem(row["question"], "field 'question'")
+    if problem:
+        raise record_error(origin, where, problem)
+    for field in OPTIONAL_TEXT:
+        if not isinstance(row.get(field, ""), str | None):
             raise record_error(
                 origin,
                 where,
-                f"choice {position} of field 'choices' is {choice!r}, not text: write it as a "
-                "JSON string (quoted) exactly as the prompt should show it",
+                f"field {field!r}={row[field]!r:.80} is not text: write a JSON string, or null",
             )
+    choices = row["choices"]
+    if not isinstance(choices, list | tuple):
+        raise record_error(origin, where, f"field 'choices'={choices!r:.80} is not a list")
+    if not 2 <= len(choices) <= len(LETTERS):
+        raise record_error(
+            origin,
+            where,
+            f"field 'choices' holds {len(choices)} choice(s); a problem needs 2 to {len(LETTERS)} "
+            "(one per letter A-Z)",
+        )
+    for position, choice in enumerate(choices):
+        problem = _text_problem(choice, f"choice {position} of field 'choices'")
+        if problem:
+            raise record_error(origin, where, problem)
     answer = _answer_index(row["answer"], len(choices))
     if answer is None:
         raise record_error(
             origin,
             where,
-            f"field 'answer'={row['answer']!r} is not among the {len(choices)} choices "
+            f"field 'answer'={row['answer']!r:.80} is not among the {len(choices)} choices "
             f"(expected an index 0..{len(choices) - 1} or a letter A..{LETTERS[len(choices) - 1]})",
         )
     record = dict(row)
     record.update(choices=list(choices), answer=answer, hint=row.get("hint") or "")
     record.setdefault("id", str(index))
     return record
+
+
+def _text_problem(value: Any, what: str) -> str | None:
+    """Why ``value`` cannot be shown in the prompt (it is shown exactly as the file writes it),
+    or None."""
+    if not isinstance(value, str):
+        return (
+            f"{what} is {value!r:.80}, not text: write it as a JSON string (quoted) exactly as "
+            "the prompt should show it"
+        )
+    return None if value.strip() else f"{what} is empty"
 
 
 def _answer_index(answer: Any, n: int) -> int | None:
@@ -252,8 +299,8 @@ def _original_release(path: Path) -> Path | None:
     """The ``problems.json(.gz)`` file if ``path`` is (or holds) the original release."""
     if path.is_file() and path.name in ORIGINAL_FILES:
         return path
-    if path.is_dir():
-        return next((path / n for n in ORIGINAL_FILES if (path / n).is_file()), None)
+    if path.is_dir():  # a folder named problems.json is found too, and refused when read
+        return next((path / n for n in ORIGINAL_FILES if (path / n).exists()), None)
     return None
 
 
@@ -261,6 +308,13 @@ def _read_original(problems_file: Path) -> dict[str, SplitData]:
     problems = read_json(problems_file)
     if not isinstance(problems, dict):
         raise DataError(f"{problems_file}: expected a dict of problems keyed by problem id")
+    for index, (pid, problem) in enumerate(problems.items()):
+        if not isinstance(problem, dict):
+            raise record_error(
+                str(problems_file),
+                f"{index} (id {pid!r})",
+                f"expected an object of fields, got {type(problem).__name__} {problem!r:.80}",
+            )
     split_of = _split_membership(problems_file, problems)
     grouped: dict[str, list[dict]] = {}
     for pid, problem in problems.items():
@@ -278,17 +332,35 @@ def _read_original(problems_file: Path) -> dict[str, SplitData]:
 def _split_membership(problems_file: Path, problems: dict) -> dict[str, str]:
     """Problem id -> split name, from ``pid_splits.json`` beside the problems, else ``split``."""
     pid_splits = problems_file.parent / "pid_splits.json"
-    if pid_splits.is_file():
-        listed = json.loads(pid_splits.read_text())
-        membership = {
-            pid: split for split in ("train", "val", "test") for pid in listed.get(split, [])
-        }
-        return {pid: membership.get(pid, "") for pid in problems}
+    if pid_splits.exists():
+        return _pid_splits(pid_splits, problems)
     for index, (pid, problem) in enumerate(problems.items()):
-        if "split" not in problem:
+        split = problem.get("split")
+        if not isinstance(split, str):
+            found = "missing field 'split'" if split is None else f"field 'split'={split!r:.80}"
             raise record_error(
                 str(problems_file),
                 f"{index} (id {pid!r})",
-                "missing field 'split' (and no pid_splits.json beside the file)",
+                f"{found}: give train, val or test (or put a pid_splits.json beside the file)",
             )
     return {pid: problem["split"] for pid, problem in problems.items()}
+
+
+def _pid_splits(file: Path, problems: dict) -> dict[str, str]:
+    """Problem id -> split name as ``pid_splits.json`` lists them: ``{"train": [ids], ...}``."""
+    listed = read_json(file)
+    if not isinstance(listed, dict):
+        raise DataError(
+            f'{file}: expected an object of problem id lists, {{"train": ["1", ...], '
+            f'"val": [...], "test": [...]}}, got a {type(listed).__name__}'
+        )
+    membership = {}
+    for split in ("train", "val", "test"):
+        ids = listed.get(split, [])
+        if not isinstance(ids, list) or not all(isinstance(pid, str) for pid in ids):
+            raise DataError(
+                f"{file}: field {split!r}={ids!r:.80} must be a list of problem ids, each a "
+                "JSON string as problems.json keys them"
+            )
+        membership.update(dict.fromkeys(ids, split))
+    return {pid: membership.get(pid, "") for pid in problems}

@@ -75,12 +75,29 @@ def _load_hub(hub_id: str, subdir: str | None) -> dict[str, SplitData]:
     try:
         loaded = datasets.load_dataset(hub_id, data_dir=subdir)
     except Exception as err:  # offline, unknown id, ...: say why the Hub was tried at all
+        if _unreachable(err):
+            raise DataError(
+                f"could not reach the Hugging Face Hub for dataset {hub_id!r}, offline or no "
+                f"network ({err}), nor is it a local path: point task.source at a local copy "
+                "(a datasets.save_to_disk folder or per-split files), or run where the Hub is "
+                "reachable"
+            ) from err
         raise DataError(
             f"data source {hub_id!r} is no local path, so it was loaded as a Hub dataset id, "
             f"which failed: {err}. Expected {ACCEPTED}"
         ) from err
     where = f"{hub_id}/{subdir}" if subdir else hub_id
     return _named(loaded, lambda split: f"{where}[{split}]")
+
+
+def _unreachable(err: BaseException | None) -> bool:
+    """Whether ``err`` or what led to it is a failed connection (``datasets`` raises
+    ConnectionError both without a network and in the Hub's offline mode)."""
+    while err is not None:
+        if isinstance(err, ConnectionError):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _load_local(path: Path) -> dict[str, SplitData]:
@@ -113,7 +130,11 @@ def _load_remote_folder(url: str) -> dict[str, SplitData]:
         except FileNotFoundError:
             continue
     if not found:
-        raise DataError(f"no train.json / validation.json / test.json under {url!r}")
+        raise DataError(
+            f"no train.json / validation.json / test.json could be read under {url!r}: not "
+            "there, or the server is unreachable (offline or no network); point task.source at "
+            "a local copy"
+        )
     return found
 
 
