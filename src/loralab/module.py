@@ -28,7 +28,7 @@ class AdapterModule(L.LightningModule):
     ``nonfinite="stop"`` raises ``NonFiniteError`` on a NaN/inf loss or gradient (the last good
     checkpoint stays); ``"skip"`` drops that batch's update and counts it in ``train/skipped``.
     ``nan_at_step`` plants a NaN loss at one step, to test exactly that; ``kill_at_step``
-    SIGKILLs the process at one step, to test resuming.
+    sends ``kill_signal`` to the process at one step, to test resuming.
     """
 
     def __init__(
@@ -40,6 +40,7 @@ class AdapterModule(L.LightningModule):
         nonfinite: str = "stop",
         nan_at_step: int | None = None,
         kill_at_step: int | None = None,
+        kill_signal: str = "SIGKILL",
     ):
         super().__init__()
         self.model = model
@@ -49,6 +50,7 @@ class AdapterModule(L.LightningModule):
         self.nonfinite = nonfinite
         self.nan_at_step = nan_at_step
         self.kill_at_step = kill_at_step
+        self.kill_signal = kill_signal
         self.skipped = 0
         self._micro_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self.run_identity: dict | None = None
@@ -60,7 +62,8 @@ class AdapterModule(L.LightningModule):
         from loralab.adapters import auxiliary_loss, collect_router_stats, enable_router_stats
 
         if self.global_step == self.kill_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.kill_at_step = None  # once: a SIGTERM lets this step finish
+            os.kill(os.getpid(), signal.Signals[self.kill_signal])
         first_micro_batch = not self._micro_losses
         every = self.router_stats_every
         log_router = first_micro_batch and every > 0 and self.global_step % every == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from loralab import CONF_DIR
 from loralab.console import (
     EXIT_BAD_INPUT,
+    fail,
+    hold_log_file,
     mark_task_started,
     quiet_known_warnings,
     route_lightning_logs,
@@ -33,10 +36,13 @@ EXIT_CONFIG, EXIT_NONFINITE = EXIT_BAD_INPUT, 3
 
 
 def run(cfg: DictConfig, run_dir: Path):
-    """Train as ``cfg`` says, writing outputs into ``run_dir``; returns (summary, model)."""
+    """Train as ``cfg`` says, writing outputs into ``run_dir`` only; returns (summary, model).
+
+    Every check comes first (config, checkpoint, model, adapters, data, precision) and writes
+    nothing; only then does the run take ``run_dir`` (its lock, log file, config record and
+    metrics), so a refused command leaves every existing file as it was."""
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from loralab.adapters import AdapterConfig, inject_adapters, save_adapter
     from loralab.data.datamodule import TaskDataModule
@@ -53,30 +59,16 @@ def run(cfg: DictConfig, run_dir: Path):
         AtomicCheckpointIO,
         FinalStepCheckpoint,
         ResumeMismatchError,
-        find_resume_checkpoint,
+        StepCheckpoint,
         resume_mismatches,
         run_identity,
     )
-    from loralab.runs.loggers import (
-        build_loggers,
-        first_and_last,
-        first_and_last_by_task,
-        metrics_path,
-        truncate_metrics,
-    )
+    from loralab.runs.interrupt import StopOnSignal
+    from loralab.runs.loggers import build_loggers, metrics_path
     from loralab.tasks import build_task
 
     started = time.perf_counter()
-    found = find_resume_checkpoint(cfg.resume, run_dir)
-    checkpoint, saved = found if found is not None else (None, None)
-    if checkpoint is None and metrics_path(run_dir).is_file() and cfg.resume != "auto":
-        raise FileExistsError(
-            f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
-            "or choose another hydra.run.dir: nothing was overwritten"
-        )
-    # a resume continues in the run directory that wrote its checkpoint
-    owner_dir = run_dir if checkpoint is None else checkpoint.parent.parent
-    ensure_writable(owner_dir / CHECKPOINT_DIR)
+    checkpoint, saved = checkpoint_to_resume(cfg.resume, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -91,8 +83,6 @@ def run(cfg: DictConfig, run_dir: Path):
     model.train()  # Lightning keeps the mode it finds; adapter dropout needs train mode
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("wrapped %d linear modules; %s trainable parameters", len(layers), f"{trainable:,}")
-
-    # Nothing in a run directory is written before a resume is known to fit its checkpoint.
     if checkpoint is not None:
         shapes = {
             f"model.{n}": tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad
@@ -106,16 +96,12 @@ def run(cfg: DictConfig, run_dir: Path):
                 + "\nresume with the checkpoint's settings (see its run's .hydra/config.yaml), "
                 "or start a new run (another hydra.run.dir, no resume)"
             )
-        run_dir = owner_dir
-        resumed_step = saved["global_step"]
-        truncate_metrics(metrics_path(run_dir), resumed_step)
-        log.info("resuming %s from step %d (%s)", run_dir, resumed_step, checkpoint)
-    elif metrics_path(run_dir).is_file():
-        truncate_metrics(metrics_path(run_dir), 0)  # resume=auto, killed before a checkpoint
 
     task = build_task(resolved["task"])
     data_cfg = dict(resolved["data"], seed=cfg.seed)
     datamodule = TaskDataModule(task, tokenizer, data_cfg)
+    datamodule.setup()  # the data is read and checked here, before the run directory is taken
+    datamodule.check_splits(resolved["trainer"])
     module = AdapterModule(
         model,
         optimizer_cfg,
@@ -124,76 +110,163 @@ def run(cfg: DictConfig, run_dir: Path):
         nonfinite=cfg.nonfinite,
         nan_at_step=cfg.debug.nan_at_step,
         kill_at_step=cfg.debug.kill_at_step,
+        kill_signal=cfg.debug.kill_signal,
     )
     module.run_identity = run_identity(resolved)
-    loggers = build_loggers(
-        resolved["logger"], run_dir, cfg.run_name, resolved, resume=checkpoint is not None
-    )
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR,
-        filename="step{step}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=cfg.checkpoint.every_n_steps or None,
-        save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,  # one last.ckpt, replaced atomically, never last-v1.ckpt
-    )
     precision = resolve_precision(resolved["trainer"], model)
-    callbacks = [
-        checkpoints,
-        FinalStepCheckpoint(run_dir / CHECKPOINT_DIR / LAST),
-        StepProgressBar(),
-    ]
-    evaluation = resolved["evaluation"]
-    if evaluation["generate_every"]:
-        room = dict(data_cfg, max_length=data_cfg["max_length"] + evaluation["max_new_tokens"])
-        callbacks.append(
-            GenerateAccuracy(
-                task,
-                tokenizer,
-                room,  # the prompt keeps data.max_length, as in training; the answer is extra
-                evaluation["generate_every"],
-                evaluation["generate_split"],
-                evaluation["max_new_tokens"],
-                evaluation.get("generate_at_start", True),
-            )
+
+    lock = take_run_dir(cfg, run_dir, None if saved is None else saved["global_step"])
+    try:
+        if checkpoint is not None:
+            log.info("resuming %s from step %d (%s)", run_dir, saved["global_step"], checkpoint)
+        loggers = build_loggers(
+            resolved["logger"], run_dir, cfg.run_name, resolved, resume=checkpoint is not None
         )
-    trainer = L.Trainer(
-        **lightning_trainer_args(resolved["trainer"], precision),
-        logger=loggers,
-        default_root_dir=run_dir,
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,  # ResumableSampler shards and resumes by itself
-    )
-
-    write_config_record(cfg, run_dir)  # only now: config, checkpoint and data are all checked
-    if checkpoint is None and cfg.evaluation.before_training:
+        checkpoints = StepCheckpoint(
+            dirpath=run_dir / CHECKPOINT_DIR,
+            filename="step{step}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=cfg.checkpoint.every_n_steps or None,
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,  # one last.ckpt, replaced atomically, never last-v1
+        )
+        stop = StopOnSignal(run_dir / CHECKPOINT_DIR / LAST)
+        final = FinalStepCheckpoint(run_dir / CHECKPOINT_DIR / LAST)
+        callbacks = [checkpoints, final, stop, StepProgressBar()]
+        evaluation = resolved["evaluation"]
+        if evaluation["generate_every"]:
+            room = dict(data_cfg, max_length=data_cfg["max_length"] + evaluation["max_new_tokens"])
+            callbacks.append(
+                GenerateAccuracy(
+                    task,
+                    tokenizer,
+                    room,  # the prompt keeps data.max_length, as in training; the answer is extra
+                    evaluation["generate_every"],
+                    evaluation["generate_split"],
+                    evaluation["max_new_tokens"],
+                    evaluation.get("generate_at_start", True),
+                )
+            )
+        trainer = L.Trainer(
+            **lightning_trainer_args(resolved["trainer"], precision),
+            logger=loggers,
+            default_root_dir=run_dir,
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,  # ResumableSampler shards and resumes by itself
+        )
+        with stop.watching():
+            if checkpoint is None and cfg.evaluation.before_training:
+                trainer.test(module, datamodule=datamodule, verbose=False)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+        stop.raise_if_stopped()
+        if saved is not None and saved["global_step"] >= trainer.max_steps:
+            close_finished_loop(trainer)
         trainer.test(module, datamodule=datamodule, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
-    trainer.test(module, datamodule=datamodule, verbose=False)
-    for logger in loggers:
-        logger.finalize("success")
-    before, after = first_and_last(metrics_path(run_dir), "test/acc")
-    by_task = first_and_last_by_task(metrics_path(run_dir))
-    if checkpoint is None and not cfg.evaluation.before_training:
-        before = None
+        for logger in loggers:
+            logger.finalize("success")
 
-    adapter_dir = run_dir / "adapter"
-    save_adapter(model, adapter_dir, adapter_cfg)
-    curves = plot_run_curves(metrics_path(run_dir), run_dir / "curves.png", title=cfg.run_name)
+        adapter_dir = run_dir / "adapter"
+        save_adapter(model, adapter_dir, adapter_cfg)
+        curves = plot_run_curves(metrics_path(run_dir), run_dir / "curves.png", title=cfg.run_name)
+        summary = run_summary(cfg, run_dir)
+        summary.update(
+            steps=trainer.global_step,
+            precision=precision,
+            wall_time_s=round(time.perf_counter() - started, 1),
+            trainable_parameters=trainable,
+            adapter_dir=str(adapter_dir),
+            curves_png=str(curves),
+        )
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    finally:
+        _close_wandb()
+        lock.release()
+    return summary, model
+
+
+def close_finished_loop(trainer) -> None:
+    """A run resumed from a checkpoint of its last step trains nothing, and Lightning's loop
+    then keeps the counters of that step: the final test would be logged a step and an epoch
+    before where the uninterrupted run logs it. Close the step, and the epoch of the last
+    batch, as fit does."""
+    loop = trainer.fit_loop
+    loop.epoch_loop._batches_that_stepped = trainer.global_step
+    batches = trainer.lightning_module.batches_done
+    loop.epoch_progress.current.completed = -(-batches // trainer.num_training_batches)
+
+
+def checkpoint_to_resume(resume: str | None, run_dir: Path):
+    """``(path, state)`` of the checkpoint this run continues, or ``(None, None)``; refuses
+    (writing nothing) a run directory that holds another run."""
+    from loralab.runs.checkpoints import find_resume_checkpoint
+    from loralab.runs.loggers import metrics_path
+
+    found = find_resume_checkpoint(resume, run_dir)
+    checkpoint, saved = found if found is not None else (None, None)
+    own = checkpoint is not None and checkpoint.resolve().parent.parent == run_dir.resolve()
+    if metrics_path(run_dir).is_file() and not own:
+        if checkpoint is not None:
+            raise FileExistsError(
+                f"{run_dir} already holds a run (metrics.csv), not the one that wrote "
+                f"{checkpoint}: continue that run in an empty hydra.run.dir, or this one's with "
+                "resume=auto (nothing was written)"
+            )
+        if resume != "auto":
+            raise FileExistsError(
+                f"{run_dir} already holds a run (metrics.csv); pass resume=auto to continue it "
+                "or choose another hydra.run.dir: nothing was overwritten"
+            )
+    if run_dir.exists() and not os.access(run_dir, os.W_OK):
+        raise UnwritableRunError(
+            f"cannot write the run's outputs to {run_dir}: permission denied; choose another "
+            "hydra.run.dir (nothing was trained)"
+        )
+    return checkpoint, saved
+
+
+def take_run_dir(cfg: DictConfig, run_dir: Path, resumed_step: int | None):
+    """Every check has passed: lock ``run_dir`` for this process (a second one is refused),
+    then write into it: the log file, the config record, metrics cut to the resumed step.
+    Returns the lock, which the caller releases when the run ends."""
+    from loralab.console import open_log_file
+    from loralab.runs.checkpoints import CHECKPOINT_DIR
+    from loralab.runs.loggers import metrics_path, truncate_metrics
+    from loralab.runs.ownership import RunLock
+
+    lock = RunLock(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except PermissionError as err:
+        raise UnwritableRunError(
+            f"cannot write the run's outputs to {run_dir}: {err.strerror}; choose another "
+            "hydra.run.dir (nothing was trained)"
+        ) from None
+    try:
+        ensure_writable(run_dir / CHECKPOINT_DIR)
+        truncate_metrics(metrics_path(run_dir), resumed_step or 0)
+    except BaseException:
+        lock.release()
+        raise
+    open_log_file()
+    write_config_record(cfg, run_dir)
+    return lock
+
+
+def run_summary(cfg: DictConfig, run_dir: Path) -> dict:
+    """Test accuracy before and after (per task too on a mixed test split) from metrics.csv."""
+    from loralab.runs.loggers import before_and_after, before_and_after_by_task, metrics_path
+
+    before, after = before_and_after(metrics_path(run_dir), "test/acc")
+    by_task = before_and_after_by_task(metrics_path(run_dir))
     summary = {
         "run_name": cfg.run_name,
         "test_acc_before": before,
         "test_acc_after": after,
-        "steps": trainer.global_step,
-        "precision": precision,
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "trainable_parameters": trainable,
         "run_dir": str(run_dir),
         "metrics_csv": str(metrics_path(run_dir)),
-        "adapter_dir": str(adapter_dir),
-        "curves_png": str(curves),
     }
     if by_task:  # a mixed test split: each task's accuracy and their plain mean (the papers')
         summary["test_acc_by_task"] = {
@@ -204,9 +277,7 @@ def run(cfg: DictConfig, run_dir: Path):
         summary["test_task_mean_before"] = (
             None if before is None else sum(first for first, _ in by_task.values()) / len(by_task)
         )
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _close_wandb()
-    return summary, model
+    return summary
 
 
 def write_config_record(cfg: DictConfig, run_dir: Path) -> None:
@@ -302,11 +373,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     mark_task_started()
+    hold_log_file()  # train.log is written only once the run owns its directory
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate_config(cfg)
     except ConfigError as err:
-        print(f"loralab-train: {err}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        refuse(run_dir, EXIT_CONFIG, str(err))
     route_lightning_logs()
     from loralab.module import NonFiniteError
     from loralab.runs.checkpoints import (
@@ -314,17 +386,24 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         ResumeMismatchError,
         UnsafeCheckpointError,
     )
+    from loralab.runs.interrupt import RunInterrupted
     from loralab.runs.loggers import MetricsFileError
+    from loralab.runs.ownership import RunDirectoryBusyError
     from loralab.tasks.sources import DataError
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary, _ = run(cfg, run_dir)
     except (NonFiniteError, FloatingPointError) as err:  # the latter from the preconditioner
         print(f"loralab-train: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
         if cfg.optimized_metric is not None:  # a diverged trial: the worst score, search goes on
             return worst_score()
-        sys.exit(EXIT_NONFINITE)
+        fail(EXIT_NONFINITE)
+    except RunInterrupted as stopped:
+        print(
+            f"loralab-train: {stopped}; continue with:\n  {resume_command(run_dir)}",
+            file=sys.stderr,
+        )
+        fail(stopped.exit_code)
     except (
         UnsafeCheckpointError,
         ResumeMismatchError,
@@ -334,13 +413,32 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         FileExistsError,
         UnwritableRunError,
         MetricsFileError,
+        RunDirectoryBusyError,
     ) as err:
-        print(f"loralab-train: {err}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        refuse(run_dir, EXIT_CONFIG, str(err))
     print(format_summary(summary))
     if cfg.optimized_metric is not None:
         return objective(summary, cfg.optimized_metric)
     return None
+
+
+def refuse(run_dir: Path, code: int, message: str) -> None:
+    """A refused command: remove the empty run folder Hydra made for it, say why, exit."""
+    from loralab.runs.ownership import remove_if_made_by_us
+
+    remove_if_made_by_us(run_dir)
+    print(f"loralab-train: {message}", file=sys.stderr)
+    fail(code)
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues the run in ``run_dir`` from its last checkpoint."""
+    from hydra.core.hydra_config import HydraConfig
+
+    skip = ("resume=", "hydra.", "debug.")
+    kept = [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
+    words = ["loralab-train", *kept, "resume=auto", f"hydra.run.dir={run_dir}"]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def worst_score() -> float:
@@ -354,9 +452,9 @@ def worst_score() -> float:
 
 def objective(summary: dict, metric: str) -> float:
     """The last logged value of `metric` (a metrics.csv column), what a sweeper optimises."""
-    from loralab.runs.loggers import first_and_last
+    from loralab.runs.loggers import before_and_after
 
-    _, last = first_and_last(Path(summary["metrics_csv"]), metric)
+    _, last = before_and_after(Path(summary["metrics_csv"]), metric)
     if last is None:
         raise ValueError(
             f"optimized_metric={metric!r} was never logged in {summary['metrics_csv']}: "

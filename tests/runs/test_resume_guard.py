@@ -18,6 +18,7 @@ TINY = [
     "optimizer=grsgd",
     "optimizer.lr=1e-2",
     "trainer.max_steps=4",
+    "optimizer.scheduler.total_steps=4",  # the schedule's length, kept when a run is extended
     "trainer.val_check_interval=4",
     "checkpoint.every_n_steps=2",
     "evaluation.before_training=false",
@@ -83,8 +84,11 @@ def test_a_refused_command_leaves_the_finished_run_byte_identical(finished, extr
 
 
 def test_extending_a_run_is_allowed(finished):
+    """The schedule keeps the 4 steps it was trained with (its length fixed); the added steps
+    run at its final lr (tests/runs/test_exact_resume.py: it equals one longer run)."""
     cwd, run_dir = finished
-    done = train([*TINY, "trainer.max_steps=6", "resume=auto", f"hydra.run.dir={run_dir}"], cwd)
+    longer = ["trainer.max_steps=6", "resume=auto"]
+    done = train([*TINY, *longer, f"hydra.run.dir={run_dir}"], cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "steps                 6" in done.stdout
 
@@ -113,7 +117,9 @@ def test_resuming_from_a_step_checkpoint_leaves_no_versioned_copies(tmp_path):
     """Lightning's version counter wrote last-v1.ckpt beside last.ckpt: one last.ckpt only."""
     run_dir = trained(tmp_path)
     step = run_dir / "checkpoints" / "step4.ckpt"
-    again = train([*TINY, "trainer.max_steps=6", f"resume={step}"], tmp_path)
+    again = train(
+        [*TINY, "trainer.max_steps=6", f"resume={step}", f"hydra.run.dir={run_dir}"], tmp_path
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert "last.ckpt" in names and "step6.ckpt" in names

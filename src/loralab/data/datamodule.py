@@ -19,8 +19,8 @@ from loralab.data.encoding import (
     option_tokens,
     pad_right,
 )
-from loralab.data.sampler import ResumableSampler
-from loralab.tasks import Task
+from loralab.data.sampler import ResumableSampler, batches_per_epoch
+from loralab.tasks import DataError, Task
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,23 @@ class TaskDataModule(L.LightningDataModule):
             if len(set(names)) > 1:
                 items = [item._replace(task=name) for item, name in zip(items, names, strict=True)]
             self.encoded[split], self.records[split], self.dropped[split] = items, kept, dropped
+
+    def check_splits(self, trainer_cfg: Mapping[str, Any]) -> None:
+        """Refuse, before anything trains, splits the run cannot use: a training split smaller
+        than one optimizer step, or an evaluation split left empty (found after training
+        otherwise)."""
+        devices = trainer_cfg.get("devices", 1)
+        world = devices if isinstance(devices, int) and devices > 0 else 1
+        accumulate = int(trainer_cfg.get("accumulate_grad_batches", 1))
+        batches_per_epoch(len(self.encoded.get("train", ())), self.batch_size * world, accumulate)
+        for split in ("validation", "test"):
+            if split in self.encoded and not self.encoded[split]:
+                dropped = self.dropped.get(split, 0)
+                raise DataError(
+                    f"task {self.task.name!r}: its {split} split has no examples"
+                    + (f" ({dropped} dropped as longer than data.max_length)" if dropped else "")
+                    + f"; check task.source and task.max_examples.{split}"
+                )
 
     def _encode(self, record):
         task, tok = self.task, self.tokenizer

@@ -21,6 +21,21 @@ import torch
 from torch.utils.data import Sampler
 
 from loralab.data.batching import length_grouped
+from loralab.tasks.base import DataError
+
+
+def batches_per_epoch(dataset_size: int, global_batch_size: int, accumulate: int = 1) -> int:
+    """Global batches in one epoch, a whole number of optimizer steps; a split too small for
+    one step is a ``DataError``."""
+    batches = dataset_size // global_batch_size // accumulate * accumulate
+    if batches < 1:
+        raise DataError(
+            f"the training split has {dataset_size} examples, fewer than one optimizer step "
+            f"({global_batch_size} x {accumulate} accumulated batches); lower "
+            "data.batch_size or trainer.accumulate_grad_batches, or raise "
+            "task.max_examples.train"
+        )
+    return batches
 
 
 class ResumableSampler(Sampler[int]):
@@ -41,14 +56,7 @@ class ResumableSampler(Sampler[int]):
         self.size, self.global_batch, self.seed = dataset_size, global_batch_size, seed
         self.rank, self.world = rank, world_size
         self.lengths = lengths  # given: group batches by length (data.sort_by_length)
-        self.batches_per_epoch = dataset_size // global_batch_size // accumulate * accumulate
-        if self.batches_per_epoch < 1:
-            raise ValueError(
-                f"the training split has {dataset_size} examples, fewer than one optimizer step "
-                f"({global_batch_size} x {accumulate} accumulated batches); lower "
-                "data.batch_size or trainer.accumulate_grad_batches, or raise "
-                "task.max_examples.train"
-            )
+        self.batches_per_epoch = batches_per_epoch(dataset_size, global_batch_size, accumulate)
         self.epoch, self.skip_batches = 0, 0
 
     def resume_from(self, batches_done: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,17 @@ def _differences(there: Any, here: Any, prefix: str) -> list[str]:
             found += _differences(there.get(key), here.get(key), name)
         return found
     return [] if there == here else [f"{prefix}={there!r} there -> {here!r} here"]
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, never between the accumulated batches of one optimizer
+    step. After a resume it saved on the first batch of the step it resumed at (its record of
+    the step last saved is not restored): a checkpoint of half a step, which the next resume
+    continued a batch late."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.batches_done % trainer.accumulate_grad_batches == 0:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class FinalStepCheckpoint(Callback):

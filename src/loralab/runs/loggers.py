@@ -164,13 +164,15 @@ def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
 TASK_ACCURACY = "test/acc/"  # + a task's name: its share of a mixed test split
 
 
-def first_and_last(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:
-    """First and last logged value of ``column`` (e.g. test accuracy before and after)."""
+def before_and_after(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:
+    """First and last logged value of ``column`` (test accuracy before and after training);
+    the first is None where the column was logged once (no evaluation before training, or a
+    run continued from another directory's checkpoint)."""
     return _ends(pd.read_csv(metrics_csv), column)
 
 
-def first_and_last_by_task(metrics_csv: Path) -> dict[str, tuple[float | None, float | None]]:
-    """`first_and_last` of each ``test/acc/<task>`` column: per-task test accuracy, logged
+def before_and_after_by_task(metrics_csv: Path) -> dict[str, tuple[float | None, float | None]]:
+    """`before_and_after` of each ``test/acc/<task>`` column: per-task test accuracy, logged
     where the test split mixes tasks (the commonsense mix); empty otherwise."""
     frame = pd.read_csv(metrics_csv)
     columns = [c for c in sorted(frame.columns) if c.startswith(TASK_ACCURACY)]
@@ -180,4 +182,6 @@ def first_and_last_by_task(metrics_csv: Path) -> dict[str, tuple[float | None, f
 
 def _ends(frame: pd.DataFrame, column: str) -> tuple[float | None, float | None]:
     values = frame[column].dropna().tolist() if column in frame else []
-    return (values[0], values[-1]) if values else (None, None)
+    if not values:
+        return None, None
+    return (values[0] if len(values) > 1 else None), values[-1]
