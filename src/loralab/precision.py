@@ -1,9 +1,14 @@
-"""``trainer.precision=auto``: bf16 autocast on a CPU only where it is measured to be faster.
+"""``trainer.precision=auto``: bf16 autocast on a CPU only where it is known or measured to be
+faster.
 
-CPUs differ: with native bf16 kernels (AVX512-BF16, AMX) a bf16 matmul runs about twice as fast
-as float32; without them bf16 is emulated and slower (1.4x on one of our machines). So ``auto``
-times the model's own layer shapes both ways, once per machine, and caches the answer in the
-loralab cache. On a GPU ``auto`` is bf16-mixed. Any explicit precision is used as given.
+CPUs differ: with AMX a bf16 matmul runs natively, faster than float32; without AVX512-BF16 or
+AMX bf16 is emulated and slower. AVX512-BF16 alone settles nothing: bf16 was 4x faster than
+float32 on an AMD EPYC and 1.7x slower on an Intel Xeon. So ``auto`` decides from the CPU's
+flags where they settle it, and otherwise times the model's own layer shapes both ways and
+caches the answer per machine in the loralab cache, but only a clear answer taken on a quiet
+CPU: a close call, or a probe that other processes slowed, decides the run at hand and is
+probed again next time (a busy CPU once cached float32 where bf16 was twice as fast). On a GPU
+``auto`` is bf16-mixed. Any explicit precision is used as given.
 loralab-eval resolves its ``precision`` the same way, so an adapter is scored as it was trained,
 and its ``device`` (as the benchmarks do theirs) with `resolve_device`.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import platform
 import statistics
 import time
@@ -32,6 +38,9 @@ BF16_MIN_SPEEDUP = 1.15
 PROBE_TOKENS = 256  # rows of the probe's matmuls: a batch of 8 prompts of ~32 tokens
 PROBE_REPEATS = 5  # timed calls per round (their median)
 PROBE_ROUNDS = 3
+CACHE_MARGIN = 1.3  # cache a probe only where one side was at least this much faster
+ROUND_SPREAD = 1.5  # the rounds of one side further apart than this: the CPU was busy
+AMX_FLAGS = ("amx_bf16", "amx_tile")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,6 +58,10 @@ def resolve_precision(trainer_cfg: Mapping[str, Any], model) -> str:
     if _uses_gpu(trainer_cfg):
         log.info("precision auto -> bf16-mixed (GPU)")
         return "bf16-mixed"
+    known = cpu_feature_choice(_cpu_flags())
+    if known is not None:
+        log.info("precision auto -> %s: %s", *known)
+        return known[0]
     config = getattr(model, "config", None)
     hidden = int(getattr(config, "hidden_size", 0) or 0)
     inner = int(getattr(config, "intermediate_size", 0) or 0) or 4 * hidden
@@ -67,10 +80,23 @@ def resolve_precision(trainer_cfg: Mapping[str, Any], model) -> str:
         inner,
         measured["float32_ms"],
         measured["bf16_ms"],
-        "cached" if measured.get("cached") else "measured now",
+        _provenance(measured),
         BF16_MIN_SPEEDUP,
     )
     return choice
+
+
+def cpu_feature_choice(flags: set[str] | None) -> tuple[str, str] | None:
+    """(precision, why) where the CPU's flags settle it; None where only timing can tell
+    (AVX512-BF16 without AMX, or flags unknown: not an x86 Linux)."""
+    if flags is None:
+        return None
+    amx = sorted(flags.intersection(AMX_FLAGS))
+    if amx:
+        return "bf16-mixed", f"this CPU has AMX ({', '.join(amx)}): native bf16 matmuls"
+    if "avx512_bf16" not in flags:
+        return "32-true", "this CPU has neither AVX512-BF16 nor AMX: bf16 would be emulated"
+    return None
 
 
 def forward_context(precision: str, device: torch.device):
@@ -90,18 +116,22 @@ def choose_cpu_precision(float32_ms: float, bf16_ms: float) -> str:
 
 def cpu_probe(hidden: int, inner: int, cache_file: Path | None = None) -> dict[str, Any]:
     """Time of the probe in float32 and under bf16 autocast, the fastest of ``PROBE_ROUNDS``
-    alternating rounds (other processes on the CPU only ever slow a round down); cached per
-    machine, so a probe misled by a load would persist."""
+    alternating rounds (other processes on the CPU only ever slow a round down). Cached per
+    machine only when `_doubt` finds nothing, else returned with ``not_cached``: the reason; a
+    cached close call (older versions cached any answer) is probed again."""
     path = cache_file or _cache_file()
     key = _machine_key(hidden, inner)
     cache = _read_cache(path)
-    if key in cache:
+    if _clear(cache.get(key)):
         return dict(cache[key], cached=True)
     rounds: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(PROBE_ROUNDS):  # interleaved: a passing load slows both, not one
         for bf16 in (False, True):
             rounds[bf16].append(_time_matmuls(hidden, inner, bf16=bf16))
     measured = {"float32_ms": min(rounds[False]), "bf16_ms": min(rounds[True])}
+    doubt = _doubt(measured, rounds)
+    if doubt:
+        return dict(measured, not_cached=doubt)
     cache[key] = measured
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +141,38 @@ def cpu_probe(hidden: int, inner: int, cache_file: Path | None = None) -> dict[s
     except OSError as err:  # a read-only cache costs a re-probe next time, nothing more
         log.warning("could not cache the precision probe in %s: %s", path, err)
     return measured
+
+
+def _clear(measured) -> bool:
+    """Two positive times, one at least ``CACHE_MARGIN`` times the other."""
+    try:
+        fast, slow = sorted((float(measured["float32_ms"]), float(measured["bf16_ms"])))
+    except (TypeError, KeyError, ValueError):  # no entry, or a damaged one
+        return False
+    return fast > 0 and slow >= CACHE_MARGIN * fast
+
+
+def _doubt(measured: dict[str, float], rounds: dict[bool, list[float]]) -> str | None:
+    """Why a probe must not be cached, or None: a close call (a busy CPU can turn it around),
+    rounds that disagree, or more runnable processes than cores."""
+    if not _clear(measured):
+        return f"float32 and bf16 within {CACHE_MARGIN}x of each other"
+    for bf16, times in rounds.items():
+        if max(times) > ROUND_SPREAD * min(times):
+            side = "bf16" if bf16 else "float32"
+            return f"its {side} rounds disagree ({min(times):.2f}-{max(times):.2f} ms): a busy CPU"
+    load, cores = _load_average(), os.cpu_count() or 1
+    if load > cores:
+        return f"load average {load:.1f} above the {cores} cores: a busy CPU"
+    return None
+
+
+def _provenance(measured: dict[str, Any]) -> str:
+    if measured.get("cached"):
+        return "cached"
+    if measured.get("not_cached"):
+        return f"measured now, not cached: {measured['not_cached']}"
+    return "measured now, cached"
 
 
 def _time_matmuls(hidden: int, inner: int, bf16: bool) -> float:
@@ -138,6 +200,24 @@ def _machine_key(hidden: int, inner: int) -> str:
             f"{hidden}x{inner}",
         ]
     )
+
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (x86 Linux), None where it has none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this OS
+        return 0.0
 
 
 def _cpu_name() -> str:
