@@ -31,7 +31,8 @@ def mark_task_started() -> None:
 
 
 class JobFailed(Exception):
-    """One job of a multirun ended with ``code``; the sweep goes on with the next job."""
+    """One job of a multirun ended with ``code``: the task function catches it and returns,
+    so the sweep goes on with the next job (Hydra would print a traceback for it)."""
 
     def __init__(self, code: int, message: str):
         self.code = code

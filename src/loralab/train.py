@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from loralab import CONF_DIR
 from loralab.console import (
     EXIT_BAD_INPUT,
+    JobFailed,
     fail,
     hold_log_file,
     mark_task_started,
@@ -370,6 +371,13 @@ def _by_task_rows(summary: dict) -> list[tuple[str, str]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        return _train_job(cfg)
+    except JobFailed:  # a multirun's job: recorded, reported when the sweep ends
+        return None
+
+
+def _train_job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     mark_task_started()

@@ -123,7 +123,10 @@ class TaskDataModule(L.LightningDataModule):
             length = len(tok(target, add_special_tokens=False)["input_ids"])
             options = tuple(encode_continuation(tok, prompt, t, self.max_length) for t in targets)
             return Item(example, offset, [], task.gold_index(record), None, length, options)
-        offset, option_ids = self._option_tokens(tuple(targets))
+        try:
+            offset, option_ids = self._option_tokens(tuple(targets))
+        except DataError as err:
+            raise DataError(f"task {task.name!r}, record {record.get('id')!r}: {err}") from None
         return Item(example, offset, option_ids, task.gold_index(record))
 
     def _option_tokens(self, targets: tuple[str, ...]) -> tuple[int, list[int]]:

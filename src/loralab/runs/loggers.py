@@ -7,9 +7,12 @@ import logging
 import netrc
 import os
 import secrets
+import socket
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
@@ -21,12 +24,51 @@ METRICS_FILE = "metrics.csv"
 
 
 def wandb_mode(requested: str) -> str:
-    """``auto`` means online only for a logged-in user; an explicit WANDB_MODE always wins."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if requested != "auto":
-        return requested
-    return "online" if _logged_in() else "offline"
+    """``auto`` means online only for a logged-in user; an explicit WANDB_MODE wins over the
+    config. Online without an API key, or with the W&B server out of reach, falls back to
+    offline with one warning line: wandb itself stalled about 100 s, then failed the run."""
+    mode = os.environ.get("WANDB_MODE") or requested
+    if mode == "auto":
+        mode = "online" if _logged_in() else "offline"
+    if mode == "online":
+        problem = _online_problem()
+        if problem is not None:
+            log.warning(
+                "W&B: %s; logging offline into the run directory instead (upload it later "
+                "with `wandb sync`)",
+                problem,
+            )
+            return "offline"
+    return mode
+
+
+def _online_problem() -> str | None:
+    """Why W&B cannot log online from here, or None."""
+    if not _logged_in():
+        return "mode online but no API key (run `wandb login` or set WANDB_API_KEY)"
+    server = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    port = server.port or (443 if server.scheme == "https" else 80)
+    if not _reachable(server.hostname or "", port):
+        return f"{server.geturl()} cannot be reached (no network?)"
+    return None
+
+
+def _reachable(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to host:port opens within ``timeout`` seconds (a thread, as
+    a name lookup does not honour a socket timeout)."""
+    opened = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                opened.append(True)
+        except OSError:
+            pass
+
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(opened)
 
 
 def _logged_in() -> bool:
