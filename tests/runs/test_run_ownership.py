@@ -2,6 +2,7 @@
 refused, a refused command leaves every existing file as it was (and no new folder), W&B
 without a key or a network falls back to offline, and a multirun runs every job."""
 
+import json
 import logging
 import signal
 
@@ -146,3 +147,44 @@ def test_a_run_with_a_key_and_no_network_trains_offline(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cannot be reached" in done.stdout + done.stderr
     assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_a_resume_refused_for_its_data_leaves_the_finished_run_byte_identical(tmp_path):
+    """The data is read and checked before the run takes its directory: a source damaged
+    after the run is named (exit 2) and metrics.csv, train.log and the rest stay as they were
+    (the metrics file was cut to the checkpoint's step before the data was read)."""
+    folder = tmp_path / "data" / "boolq"
+    folder.mkdir(parents=True)
+    record = {
+        "instruction": "Is it? \n\nAnswer format: true/false",
+        "input": "",
+        "output": "the correct answer is true",
+        "answer": "true",
+    }
+    flipped = dict(record, output="the correct answer is false", answer="false")
+    (folder / "train.json").write_text(json.dumps([record, flipped] * 12))
+    (folder / "test.json").write_text(json.dumps([record, flipped] * 4))
+    run_dir = tmp_path / "run"
+    args = [*TINY, "task=boolq", f"task.source={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"]
+    done = train(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = snapshot(run_dir)
+    (folder / "test.json").write_text(json.dumps([record, {"instruction": "?"}]))
+    again = train([*args, "resume=auto"], tmp_path)
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert str(folder / "test.json") in again.stderr and "Traceback" not in again.stderr
+    assert snapshot(run_dir) == before
+
+
+def test_resume_auto_takes_the_checkpoint_with_the_most_steps(tmp_path):
+    """A kill between ModelCheckpoint's two saves leaves step40.ckpt newer than last.ckpt."""
+    from loralab.runs.checkpoints import AtomicCheckpointIO, find_resume_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 20}, folder / "last.ckpt")
+    io.save_checkpoint({"global_step": 40}, folder / "step40.ckpt")
+    path, state = find_resume_checkpoint("auto", tmp_path)
+    assert path == folder / "step40.ckpt" and state["global_step"] == 40
+    io.save_checkpoint({"global_step": 40}, folder / "last.ckpt")
+    assert find_resume_checkpoint("auto", tmp_path)[0] == folder / "last.ckpt"  # a tie
