@@ -5,12 +5,19 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from loralab import CONF_DIR
+from loralab import CONF_DIR, validation
 from loralab.optim import variant
 from loralab.validation import validate_config
 from tests.helpers import compose_config
 
 GROUPS = ["model", "adapter", "optimizer", "task", "trainer", "logger", "experiment"]
+
+
+@pytest.fixture(autouse=True)
+def a_gpu_machine(monkeypatch):
+    """Check the configs as on the machines the GPU ones are for: GPUs and DeepSpeed there."""
+    monkeypatch.setattr(validation, "_gpu_count", lambda: 8)
+    monkeypatch.setattr(validation, "_installed", lambda package: True)
 
 
 def options(group: str) -> list[str]:

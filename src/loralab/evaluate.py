@@ -4,9 +4,14 @@ Flow: validate the config (exit 2 on any bad value, before anything loads) -> th
 -> model (+ the adapter from ``adapter_dir``) on ``device`` -> predictions in ``score``,
 ``generate`` or ``cloze`` mode, under ``precision`` (``auto`` resolves as
 ``trainer.precision=auto`` does, so a run's adapter is scored with the numerics it was trained
-and tested with) -> ``eval.json`` (config, summary, per-record predictions) and ``eval.md`` (the
-table) in the run directory; the table is printed. Unreadable or malformed data also exits 2,
-with the message that names the file, record and field.
+and tested with) -> ``eval.json`` (config, command line, summary, per-record predictions) and
+``eval.md`` (the table) in the run directory; the table is printed. Unreadable or malformed data
+also exits 2, with the message that names the file, record and field.
+
+The run directory may be a training run's (``hydra.run.dir=<run>``): loralab-eval writes only
+its own files there, never the run's ``.hydra/`` record (Hydra's writer is off in eval.yaml),
+and a refused command (config, data or adapter) writes nothing at all: its log lines are held
+in memory until every input is checked, and a run folder Hydra made for it is removed.
 """
 
 from __future__ import annotations
@@ -21,8 +26,15 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from loralab import CONF_DIR
-from loralab.console import EXIT_BAD_INPUT, mark_task_started, run_entry_point
+from loralab.console import (
+    EXIT_BAD_INPUT,
+    hold_log_file,
+    mark_task_started,
+    open_log_file,
+    run_entry_point,
+)
 from loralab.validation import ConfigError, validate_config
+from loralab.yaml_tags import refuse_yaml_tags
 
 log = logging.getLogger("loralab")
 
@@ -55,6 +67,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     model, tokenizer = load_model(resolved["model"])
     if cfg.adapter_dir is not None:
         load_adapter(model, cfg.adapter_dir)
+    open_log_file()  # every input is checked: the log (held in memory so far) may be written
     device = resolve_device(cfg.device)
     model.to(device)
     accelerator = "gpu" if device.type == "cuda" else "cpu"
@@ -80,6 +93,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     report = {
         "config": resolved,
+        "overrides": _command_line(),
         "summary": summary,
         "device": str(device),
         "precision": precision,
@@ -91,31 +105,48 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return {"summary": summary, "table": table, "run_dir": str(run_dir)}
 
 
+def _command_line() -> list[str]:
+    """The overrides this evaluation was given (none when it runs outside Hydra's main)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     mark_task_started()
+    hold_log_file()  # a refused command must not create or append evaluate.log
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate_config(cfg, "eval")
     except ConfigError as err:
-        print(f"loralab-eval: {err}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        _refuse(run_dir, str(err))
     from loralab.adapters.io import AdapterFileError
     from loralab.tasks.sources import DataError
 
     try:
-        outcome = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        outcome = run(cfg, run_dir)
     except (DataError, AdapterFileError) as err:  # each names the file (record, field, tensor)
-        print(f"loralab-eval: {err}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        _refuse(run_dir, str(err))
     print(outcome["table"])
     print(f"written: {outcome['run_dir']}/eval.json, eval.md")
 
 
+def _refuse(run_dir: Path, message: str) -> None:
+    """Exit 2 with `message`, removing the empty run folder Hydra made for this command."""
+    from loralab.runs.ownership import remove_if_made_by_us
+
+    remove_if_made_by_us(run_dir)
+    print(f"loralab-eval: {message}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
 def main() -> None:
     """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
-    input (also Hydra's own: unknown option or key)."""
+    input (also Hydra's own: unknown option or key, a YAML tag in a config file)."""
+    refuse_yaml_tags()
     run_entry_point(_hydra_main)
 
 

@@ -66,12 +66,21 @@ def plot_run_curves(metrics_csv: Path, out_png: Path, title: str = "") -> Path:
 
 
 def load_run(run_dir: Path) -> tuple[str, pd.DataFrame, dict]:
-    """(run name, metrics by step, summary) from a loralab run directory."""
+    """(run name, metrics by step, summary) from a loralab run directory; ValueError naming
+    the file that is not what a loralab run writes."""
     summary_file = run_dir / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    summary = _read_json(summary_file, "a run's summary.json") if summary_file.is_file() else {}
     metrics = run_dir / "metrics.csv"
     if metrics.is_file():
-        frame = pd.read_csv(metrics)
+        try:
+            frame = pd.read_csv(metrics)
+        except (ValueError, UnicodeDecodeError) as err:  # pandas' parser errors are ValueErrors
+            raise ValueError(f"{metrics}: not a readable CSV file ({err})") from None
+        if not {"step", "train/loss"} <= set(frame.columns):
+            raise ValueError(
+                f"{metrics}: not a loralab metrics file (it has the columns "
+                f"{', '.join(map(str, frame.columns))}; a run logs step, train/loss, ...)"
+            )
     else:
         from loralab.runs.wandb_offline import find_run_file, read_history
 
@@ -198,6 +207,42 @@ def generate_before(frame: pd.DataFrame) -> float | None:
     )
 
 
+def _read_json(file: Path, what: str) -> dict:
+    """The JSON object in `file`; ValueError naming the file when it holds anything else."""
+    try:
+        result = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{file}: not readable as {what} ({err})") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{file}: holds a JSON {type(result).__name__}, not {what}")
+    return result
+
+
+def _eval_json(file: Path, argument: str) -> dict:
+    """A loralab-eval ``eval.json`` with its config; ValueError naming the argument and the file
+    when it is not one."""
+    try:
+        result = _read_json(file, "a loralab-eval eval.json")
+    except ValueError as err:
+        raise ValueError(f"{argument}: {err}") from None
+    config = result.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("mode"), str):
+        raise ValueError(f"{argument}: {file} has no config.mode (not a loralab-eval eval.json)")
+    return result
+
+
+def _accuracy(result: dict, file: Path, argument: str) -> float:
+    """The overall accuracy of a loralab-eval result; ValueError naming the file if it has none."""
+    summary = result.get("summary")
+    overall = summary.get("overall") if isinstance(summary, dict) else None
+    accuracy = overall.get("accuracy") if isinstance(overall, dict) else None
+    if not isinstance(accuracy, int | float) or isinstance(accuracy, bool):
+        raise ValueError(
+            f"{argument}: {file} has no summary.overall.accuracy (not a loralab-eval eval.json)"
+        )
+    return accuracy
+
+
 def load_baseline(eval_dirs: list[Path]) -> dict[str, float]:
     """{mode: accuracy} of the untrained model from loralab-eval run folders (eval.json without
     an adapter): the "before" of runs that skip measuring it (evaluation.before_training=false,
@@ -209,13 +254,15 @@ def load_baseline(eval_dirs: list[Path]) -> dict[str, float]:
             raise FileNotFoundError(
                 f"--baseline {folder}: no eval.json (a loralab-eval run folder)"
             )
-        result = json.loads(file.read_text())
-        if result["config"].get("adapter_dir"):
+        argument = f"--baseline {folder}"
+        result = _eval_json(file, argument)
+        config = result["config"]
+        if config.get("adapter_dir"):
             raise ValueError(
-                f"--baseline {folder}: evaluates adapter {result['config']['adapter_dir']}; "
+                f"{argument}: evaluates adapter {config['adapter_dir']}; "
                 "the baseline is the untrained model (loralab-eval without adapter_dir)"
             )
-        baseline[result["config"]["mode"]] = result["summary"]["overall"]["accuracy"]
+        baseline[config["mode"]] = _accuracy(result, file, argument)
     return baseline
 
 
@@ -231,13 +278,12 @@ def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
                 f"--run-eval {name}: {run_dir} has no {name}/eval.json (run loralab-eval "
                 f"adapter_dir={run_dir / 'adapter'} hydra.run.dir={run_dir / name})"
             )
-        result = json.loads(file.read_text())
+        argument = f"--run-eval {name}"
+        result = _eval_json(file, argument)
         adapter = result["config"].get("adapter_dir")
         if not adapter or Path(adapter).parent.name != run_dir.name:
-            raise ValueError(
-                f"--run-eval {name}: {file} evaluates adapter {adapter}, not {run_dir}'s own"
-            )
-        after[result["config"]["mode"]] = result["summary"]["overall"]["accuracy"]
+            raise ValueError(f"{argument}: {file} evaluates adapter {adapter}, not {run_dir}'s own")
+        after[result["config"]["mode"]] = _accuracy(result, file, argument)
     return after
 
 
@@ -381,11 +427,16 @@ def main(argv: list[str] | None = None) -> None:
         for run_dir, (_, _, summary) in zip(args.run_dirs, runs, strict=True):
             summary["evaluated"] = load_run_evaluations(run_dir, args.run_eval)
         baseline = load_baseline(args.baseline)
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out}: is a file; name a folder (made if missing)")
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"--out {args.out}: cannot make this folder ({err})") from None
     except (FileNotFoundError, ValueError) as err:
         print(f"loralab-figures: {err}", file=sys.stderr)
         sys.exit(2)
     groups = group_by_seed(runs)
-    args.out.mkdir(parents=True, exist_ok=True)
     paths = draw(groups, args.out, args.smooth) + draw_train_loss(groups, args.out, args.smooth)
     table = accuracy_table(groups, baseline)
     (args.out / "accuracy.md").write_text(table)

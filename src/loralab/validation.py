@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from loralab.values import is_integer
+
 NONFINITE_POLICIES = ("stop", "skip")
 WANDB_MODES = ("auto", "offline", "online", "disabled")
 SHARDING_STRATEGIES = ("fsdp", "deepspeed")
@@ -23,6 +25,9 @@ PRECISIONS += ("32", "16", "64", "bf16", "transformer-engine", "transformer-engi
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 EVAL_DEVICES = ("auto", "cpu", "cuda")
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit; Lightning seeds NumPy with the run's seed
+# what some settings need installed: (the setting's prefix, the Python package)
+NEEDS_PACKAGE = {"transformer-engine": "transformer_engine", "deepspeed": "deepspeed"}
 
 
 class ConfigError(ValueError):
@@ -95,13 +100,35 @@ def _shared_errors(cfg: Mapping[str, Any]) -> list[str]:
     if model["dtype"] not in DTYPES:
         errors.append(f"model.dtype={model['dtype']!r} must be one of {list(DTYPES)}")
     data = cfg["data"]
-    if not isinstance(data["eval_batch_size"], int) or data["eval_batch_size"] < 1:
+    if not is_integer(data["eval_batch_size"]) or data["eval_batch_size"] < 1:
         errors.append(f"data.eval_batch_size={data['eval_batch_size']!r} must be an integer >= 1")
-    if not isinstance(data["max_length"], int) or data["max_length"] < 16:
+    if not is_integer(data["max_length"]) or data["max_length"] < 16:
         errors.append(f"data.max_length={data['max_length']!r} must be an integer >= 16")
     if data["overflow"] not in OVERFLOW_MODES:
         errors.append(f"data.overflow={data['overflow']!r} must be one of {list(OVERFLOW_MODES)}")
+    if model["source"] == "tiny":
+        errors.extend(_tiny_model_errors(model.get("tiny") or {}))
     errors.extend(task_config_errors(_plain(cfg["task"])))
+    return errors
+
+
+def _tiny_model_errors(tiny: Mapping[str, Any]) -> list[str]:
+    """The tiny Llama's attention shapes, which transformers checks only once the run folder
+    exists (or not at all: odd head sizes fail in the rotary embedding)."""
+    hidden, heads, kv_heads = (tiny.get(k) for k in ("hidden_size", "num_heads", "num_kv_heads"))
+    if not all(is_integer(v) and v >= 1 for v in (hidden, heads, kv_heads)):
+        return []  # TYPED_KEYS names a value of the wrong type
+    errors = []
+    if hidden % (2 * heads):
+        fitting = [n for n in range(1, hidden // 2 + 1) if hidden % (2 * n) == 0]
+        errors.append(
+            f"model.tiny.num_heads={heads} must split model.tiny.hidden_size={hidden} into heads "
+            f"of an even size: one of {fitting}"
+        )
+    if heads % kv_heads:
+        errors.append(
+            f"model.tiny.num_kv_heads={kv_heads} must divide model.tiny.num_heads={heads}"
+        )
     return errors
 
 
@@ -161,18 +188,18 @@ def _train_errors(cfg: Mapping[str, Any]) -> list[str]:
         check(lambda: resolve_targets(adapter.target_modules, names))
 
     data = cfg["data"]
-    if not isinstance(data["batch_size"], int) or data["batch_size"] < 1:
+    if not is_integer(data["batch_size"]) or data["batch_size"] < 1:
         errors.append(f"data.batch_size={data['batch_size']!r} must be an integer >= 1")
     layout = data.get("target_layout", "loralab")
     if layout not in TARGET_LAYOUTS:
         errors.append(f"data.target_layout={layout!r} must be one of {list(TARGET_LAYOUTS)}")
     max_steps = cfg["trainer"]["max_steps"]
-    if not isinstance(max_steps, int) or max_steps < 1:
+    if not is_integer(max_steps) or max_steps < 1:
         errors.append(f"trainer.max_steps={max_steps!r} must be an integer >= 1")
     scheduler = cfg["optimizer"].get("scheduler")
-    if scheduler and isinstance(max_steps, int) and isinstance(scheduler.get("warmup_steps"), int):
+    if scheduler and is_integer(max_steps) and is_integer(scheduler.get("warmup_steps")):
         length = scheduler.get("total_steps") or max_steps
-        if not isinstance(length, int):
+        if not is_integer(length):
             length = max_steps  # a bad total_steps is reported by OptimizerConfig
         if scheduler["name"] != "constant" and scheduler["warmup_steps"] >= length:
             errors.append(
@@ -205,7 +232,7 @@ def _train_errors(cfg: Mapping[str, Any]) -> list[str]:
     if wandb.get("mode", "auto") not in WANDB_MODES:
         errors.append(f"logger.wandb.mode={wandb['mode']!r} must be one of {list(WANDB_MODES)}")
     every = cfg["checkpoint"]["every_n_steps"]
-    if not isinstance(every, int) or every < 0:
+    if not is_integer(every) or every < 0:
         errors.append(f"checkpoint.every_n_steps={every!r} must be an integer >= 0 (0 = end only)")
     metric = cfg.get("optimized_metric")
     if metric is not None and not (isinstance(metric, str) and "/" in metric):
@@ -215,9 +242,10 @@ def _train_errors(cfg: Mapping[str, Any]) -> list[str]:
         )
     if cfg["nonfinite"] not in NONFINITE_POLICIES:
         errors.append(f"nonfinite={cfg['nonfinite']!r} must be one of {list(NONFINITE_POLICIES)}")
-    processes = cfg["trainer"].get("devices", 1)  # -1 / "auto": all there are, maybe several
-    single = processes == 1 or (not isinstance(processes, int | str) and len(processes) == 1)
-    many = not single or cfg["trainer"].get("num_nodes", 1) > 1
+    processes = _plain(cfg["trainer"]).get("devices", 1)  # -1 / "auto": all, maybe several
+    single = processes == 1 or (isinstance(processes, list) and len(processes) == 1)
+    nodes = cfg["trainer"].get("num_nodes", 1)
+    many = not single or (is_integer(nodes) and nodes > 1)
     if cfg["nonfinite"] == "skip" and many:
         errors.append(
             f"nonfinite=skip with trainer.devices={processes!r}: one process skipping an update "
@@ -228,8 +256,8 @@ def _train_errors(cfg: Mapping[str, Any]) -> list[str]:
     if resume not in (None, "auto") and not str(resume).endswith(".ckpt"):
         errors.append(f"resume={resume!r} must be null, auto or a path to a .ckpt file")
     seed = cfg["seed"]
-    if not isinstance(seed, int) or seed < 0:
-        errors.append(f"seed={seed!r} must be an integer >= 0")
+    if not is_integer(seed) or not 0 <= seed <= MAX_SEED:
+        errors.append(f"seed={seed!r} must be an integer in [0, {MAX_SEED}] (what NumPy accepts)")
     return errors
 
 
@@ -266,7 +294,44 @@ def _trainer_errors(trainer: Mapping[str, Any]) -> list[str]:
     accelerator = trainer.get("accelerator", "auto")
     if accelerator not in ACCELERATORS:
         errors.append(f"trainer.accelerator={accelerator!r} must be one of {list(ACCELERATORS)}")
+    elif accelerator in ("gpu", "cuda"):
+        gpus = _gpu_count()
+        if gpus == 0:
+            errors.append(
+                f"trainer.accelerator={accelerator} but no GPU is visible here (torch finds no "
+                "CUDA device): use trainer=cpu"
+            )
+        elif is_integer(devices) and devices > gpus:
+            errors.append(f"trainer.devices={devices} but {gpus} GPU(s) are visible here")
+    elif accelerator == "mps" and not _mps_available():
+        errors.append("trainer.accelerator=mps but torch sees no Apple GPU here: use trainer=cpu")
+    for key in ("precision", "strategy"):
+        value = str(trainer.get(key, ""))
+        for prefix, package in NEEDS_PACKAGE.items():
+            if value.startswith(prefix) and not _installed(package):
+                errors.append(
+                    f"trainer.{key}={value} needs the Python package {package}, which is not "
+                    f"installed here: install it or choose another trainer.{key}"
+                )
     return errors
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return torch.backends.mps.is_available()
+
+
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
 
 
 def _is_bool(value) -> bool:
@@ -277,7 +342,7 @@ def _whole(least: int, nullable: bool = False):
     def check(value) -> bool:
         if value is None:
             return nullable
-        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+        return is_integer(value) and value >= least
 
     return check
 

@@ -66,11 +66,11 @@ def test_switches_follow_the_name():
     [
         ({"name": "adam"}, "name='adam'.*sgd, gsgd, rsgd, grsgd, adamw, gadamw, radamw, gradamw"),
         ({"name": None}, "optimizer.name=None"),
-        ({"lr": 0}, r"optimizer.lr=0 is invalid: must be a number > 0"),
+        ({"lr": 0}, r"optimizer.lr=0 is invalid: must be a finite number > 0"),
         ({"lr": -1e-3}, "optimizer.lr=-0.001"),
         ({"lr": "fast"}, "optimizer.lr='fast'"),
         ({"lr": True}, "optimizer.lr=True"),
-        ({"delta": 0.0}, r"optimizer.delta=0.0 is invalid: must be a number > 0"),
+        ({"delta": 0.0}, r"optimizer.delta=0.0 is invalid: must be a finite number > 0"),
         ({"router_lr": -1.0}, "optimizer.router_lr=-1.0 is invalid"),
         ({"betas": [0.9]}, r"optimizer.betas=\[0.9\] is invalid: must be two numbers in \[0, 1\)"),
         ({"betas": [0.9, 1.0]}, "optimizer.betas"),

@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from loralab.values import is_integer, is_number
+
 KINDS = ("lora", "moslora", "moe_lora")
 # kind -> layer class for kinds a user registers (an `AdapterLinear` subclass that keeps its
 # parameter contract, so that the optimizers, saving and loading work unchanged)
@@ -60,12 +62,12 @@ class AdapterConfig:
             )
         for key in ("rank", "num_experts", "top_k"):  # before any comparison with a number
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool):
+            if not is_integer(value):
                 _bad(key, value, "an integer")
         for key in ("alpha", "dropout", "load_balance_coef"):
             value = getattr(self, key)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                _bad(key, value, "a number")
+            if not is_number(value):
+                _bad(key, value, "a finite number")
         for key in ("mixer", "gate_rescale"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, bool):

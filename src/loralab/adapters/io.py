@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from loralab.adapters.config import AdapterConfig
-from loralab.adapters.inject import adapter_modules, inject_adapters
+from loralab.adapters.inject import adapter_modules, inject_adapters, resolve_targets
 from loralab.adapters.layer import AdapterLinear
 
 FORMAT_VERSION = 1
@@ -50,18 +50,26 @@ class AdapterFileError(ValueError):
 def load_adapter(model: nn.Module, directory: str | Path) -> list[AdapterLinear]:
     """Inject the saved config into a fresh base `model` and load the saved weights (strict).
 
-    Checked before anything is allocated: the config, and every tensor's shape in the file's
-    header against the shape the config gives that layer (a config claiming rank 1e12 is refused,
-    not allocated). Checked after reading: every weight is finite (a NaN adapter would score
-    every question with its first option, silently)."""
+    Checked before anything is allocated: the config (its target modules against this model),
+    and every tensor's shape in the file's header against the shape the config gives that layer
+    (a config claiming rank 1e12 is refused, not allocated). Checked after reading: every weight
+    is a finite float (a NaN adapter would score every question with its first option,
+    silently)."""
     directory = Path(directory)
     config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     try:
         meta = json.loads(config_file.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(
+                f"holds a JSON {type(meta).__name__}, expected an object of adapter settings "
+                "(as save_adapter writes it)"
+            )
         version = meta.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise ValueError(f"format_version {version!r}, expected {FORMAT_VERSION}")
         config = AdapterConfig.from_mapping(meta)
+        linear_names = [name for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
+        resolve_targets(config.target_modules, linear_names)
     except (OSError, ValueError, TypeError, AttributeError) as err:
         raise AdapterFileError(f"{config_file}: {err}") from None
     shapes = _header_shapes(weights_file)
@@ -81,6 +89,12 @@ def load_adapter(model: nn.Module, directory: str | Path) -> list[AdapterLinear]
         raise AdapterFileError(
             f"adapter in {directory} does not fit this model: missing keys {missing}, "
             f"unexpected keys {unexpected}"
+        )
+    integral = [key for key, tensor in tensors.items() if not tensor.is_floating_point()]
+    if integral:
+        raise AdapterFileError(
+            f"{weights_file}: {integral[0]} holds {tensors[integral[0]].dtype} values, not "
+            "floats: adapter weights are float32, bfloat16 or float16"
         )
     broken = [key for key, tensor in tensors.items() if not torch.isfinite(tensor).all()]
     if broken:

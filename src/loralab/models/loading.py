@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from loralab.values import is_integer
+
 log = logging.getLogger(__name__)
 
 SOURCES = ("tiny", "embedded", "hub", "auto")
@@ -36,7 +38,9 @@ def linear_module_names(model_cfg: Mapping[str, Any]) -> list[str]:
         raise ValueError(
             f"model.architecture={arch!r} is unknown; known: {sorted(LINEAR_TEMPLATES)}"
         )
-    layers = int(model_cfg["num_layers"])
+    layers = model_cfg["num_layers"]
+    if not is_integer(layers) or layers < 1:
+        raise ValueError(f"model.num_layers={layers!r} must be an integer >= 1")
     names = [t.format(i=i) for i in range(layers) for t in LINEAR_TEMPLATES[arch]]
     return names + ["lm_head"]
 

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from loralab.values import is_integer, is_number
+
 BASES = ("sgd", "adamw")
 SCHEDULER_NAMES = ("linear", "cosine", "constant")
 
@@ -158,22 +160,32 @@ class OptimizerConfig:
         if self.foreach is not None and not isinstance(self.foreach, bool):
             _bad("foreach", self.foreach, "null (GPU: true, CPU: false), true or false")
         for key, ok, allowed in (
-            ("lr", lambda v: v > 0, "a number > 0"),
-            ("delta", lambda v: v > 0, "a number > 0"),
-            ("weight_decay", lambda v: v >= 0, "a number >= 0"),
-            ("eps", lambda v: v > 0, "a number > 0"),
+            ("lr", lambda v: v > 0, "a finite number > 0"),
+            ("delta", lambda v: v > 0, "a finite number > 0"),
+            ("weight_decay", lambda v: v >= 0, "a finite number >= 0"),
+            ("eps", lambda v: v > 0, "a finite number > 0"),
             ("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
         ):
             _check_number(key, getattr(self, key), ok, allowed)
-        _check_number("router_lr", self.router_lr, lambda v: v >= 0, "null (= lr) or >= 0", True)
         _check_number(
-            "router_clip", self.router_clip, lambda v: v >= 0, "null (no clipping) or >= 0", True
+            "router_lr",
+            self.router_lr,
+            lambda v: v >= 0,
+            "null (= lr) or a finite number >= 0",
+            True,
+        )
+        _check_number(
+            "router_clip",
+            self.router_clip,
+            lambda v: v >= 0,
+            "null (no clipping) or a finite number >= 0",
+            True,
         )
         betas = self.betas
         if not (
             isinstance(betas, list | tuple)
             and len(betas) == 2
-            and all(_is_number(b) and 0 <= b < 1 for b in betas)
+            and all(is_number(b) and 0 <= b < 1 for b in betas)
         ):
             _bad("betas", betas, "two numbers in [0, 1), e.g. [0.9, 0.999]")
         object.__setattr__(self, "betas", tuple(betas))
@@ -193,12 +205,10 @@ def _checked_scheduler(config) -> dict:
     if sched.get("name") not in SCHEDULER_NAMES:
         _bad("scheduler.name", sched.get("name"), f"one of {', '.join(SCHEDULER_NAMES)}")
     warmup = sched["warmup_steps"]
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+    if not is_integer(warmup) or warmup < 0:
         _bad("scheduler.warmup_steps", warmup, "an integer >= 0")
     length = sched["total_steps"]
-    if length is not None and (
-        isinstance(length, bool) or not isinstance(length, int) or length < 1
-    ):
+    if length is not None and (not is_integer(length) or length < 1):
         _bad("scheduler.total_steps", length, "null (= trainer.max_steps) or an integer >= 1")
     fraction = sched["final_lr_fraction"]
     _check_number("scheduler.final_lr_fraction", fraction, lambda v: 0 <= v <= 1, "in [0, 1]")
@@ -222,14 +232,10 @@ def _plain(config, where: str) -> dict:
     }
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _check_number(key: str, value, ok, allowed: str, nullable: bool = False) -> None:
     if value is None and nullable:
         return
-    if not _is_number(value) or not ok(value):
+    if not is_number(value) or not ok(value):
         _bad(key, value, allowed)
 
 
