@@ -230,13 +230,19 @@ def checkpoint_to_resume(resume: str | None, run_dir: Path):
 def take_run_dir(cfg: DictConfig, run_dir: Path, resumed_step: int | None):
     """Every check has passed: lock ``run_dir`` for this process (a second one is refused),
     then write into it: the log file, the config record, metrics cut to the resumed step.
-    Returns the lock, which the caller releases when the run ends."""
+    Returns the lock, which the caller releases when the run ends. The other processes of a
+    multi-device run share their rank 0's directory and only log."""
+    from lightning.pytorch.utilities import rank_zero_only
+
     from loralab.console import open_log_file
     from loralab.runs.checkpoints import CHECKPOINT_DIR
     from loralab.runs.loggers import metrics_path, truncate_metrics
     from loralab.runs.ownership import RunLock
 
     lock = RunLock(run_dir)
+    if rank_zero_only.rank != 0:  # a DDP worker Lightning started: its rank-0 process owns it
+        open_log_file()
+        return lock
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire()
@@ -473,8 +479,12 @@ def objective(summary: dict, metric: str) -> float:
 
 def main() -> None:
     """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
-    input (also Hydra's own: unknown option or key), 3 non-finite loss or gradient."""
+    input (also Hydra's own: unknown option or key, a YAML tag in a config file), 3 non-finite
+    loss or gradient, 128 + N stopped by signal N (SIGTERM, Ctrl+C) with a checkpoint saved."""
+    from loralab.yaml_tags import refuse_yaml_tags
+
     quiet_known_warnings()
+    refuse_yaml_tags()
     run_entry_point(_hydra_main)
 
 

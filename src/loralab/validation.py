@@ -351,6 +351,8 @@ def _text(nullable: bool):
     return lambda value: isinstance(value, str) or (nullable and value is None)
 
 
+KILL_SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT")
+
 # key: (check, what is allowed). Keys whose meaning other checks cover are not repeated here.
 TYPED_KEYS = {
     "data.sort_by_length": (_is_bool, "true or false"),
@@ -362,6 +364,7 @@ TYPED_KEYS = {
     "evaluation.router_stats_per_layer": (_is_bool, "true or false"),
     "debug.nan_at_step": (_whole(1, True), "null or an integer >= 1"),
     "debug.kill_at_step": (_whole(1, True), "null or an integer >= 1"),
+    "debug.kill_signal": (lambda v: v in KILL_SIGNALS, "one of " + ", ".join(KILL_SIGNALS)),
     "max_new_tokens": (_whole(1), "an integer >= 1"),
     "model.pretrained": (_text(True), "null or a Hub id / local path"),
     "model.trust_remote_code": (_is_bool, "true or false"),

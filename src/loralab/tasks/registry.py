@@ -14,6 +14,7 @@ from typing import Any
 
 from loralab.tasks.base import Task
 from loralab.tasks.text_answers import ANSWER_FORMS, with_answer_form
+from loralab.values import is_integer
 
 SPLITS = ("train", "validation", "test")
 
@@ -91,7 +92,7 @@ def task_config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
     caps = task_cfg.get("max_examples") or {}
     for split in SPLITS:
         cap = caps.get(split)
-        if split not in caps or (cap is not None and (not isinstance(cap, int) or cap < 0)):
+        if split not in caps or (cap is not None and (not is_integer(cap) or cap < 0)):
             errors.append(f"task.max_examples.{split}={cap!r} must be null or an integer >= 0")
     seed = task_cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
