@@ -305,6 +305,19 @@ def test_unwritable_checkpoint_folder_stops_the_run_before_the_model_loads(tmp_p
     assert not (run_dir / "metrics.csv").exists()
 
 
+def test_examples_dropped_as_over_long_are_counted_in_the_summary(tmp_path):
+    """data.overflow=drop leaves out what does not fit: the summary says how many, per split
+    (demo prompts run 77-114 tokens of the tiny tokenizer; 100 keeps about half)."""
+    run_dir = tmp_path / "run"
+    args = ["model=tiny_llama", "logger=csv", "trainer.max_steps=2", "data.overflow=drop"]
+    args += ["data.max_length=100", "task.max_examples.train=40", f"hydra.run.dir={run_dir}"]
+    done = train_cli(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dropped = json.loads((run_dir / "summary.json").read_text())["examples_dropped"]
+    assert dropped["train"] > 0 and dropped["test"] > 0
+    assert "over-long dropped" in done.stdout and f"train {dropped['train']}" in done.stdout
+
+
 def test_a_gate_rescaled_optimizer_on_lora_sets_no_switch_without_a_router(tmp_path):
     """gRAdamW (the default) with plain LoRA: there is no gate to rescale, so the adapters are
     built without the switch and nothing warns that it has no effect."""

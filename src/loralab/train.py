@@ -180,6 +180,9 @@ def run(cfg: DictConfig, run_dir: Path):
             adapter_dir=str(adapter_dir),
             curves_png=str(curves),
         )
+        dropped = {split: n for split, n in datamodule.dropped.items() if n}
+        if dropped:  # data.overflow=drop: what the run did not see, split by split
+            summary["examples_dropped"] = dropped
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     finally:
         _close_wandb()
@@ -201,7 +204,7 @@ def close_finished_loop(trainer) -> None:
 def checkpoint_to_resume(resume: str | None, run_dir: Path):
     """``(path, state)`` of the checkpoint this run continues, or ``(None, None)``; refuses
     (writing nothing) a run directory that holds another run."""
-    from loralab.runs.checkpoints import find_resume_checkpoint
+    from loralab.runs.checkpoints import CHECKPOINT_DIR, find_resume_checkpoint
     from loralab.runs.loggers import metrics_path
 
     found = find_resume_checkpoint(resume, run_dir)
@@ -223,6 +226,12 @@ def checkpoint_to_resume(resume: str | None, run_dir: Path):
         raise UnwritableRunError(
             f"cannot write the run's outputs to {run_dir}: permission denied; choose another "
             "hydra.run.dir (nothing was trained)"
+        )
+    folder = run_dir / CHECKPOINT_DIR
+    if folder.exists() and not folder.is_dir():
+        raise UnwritableRunError(
+            f"cannot write the run's checkpoints to {folder}: a file is in the folder's place; "
+            "choose another hydra.run.dir or free that path (nothing was trained)"
         )
     return checkpoint, saved
 
@@ -347,6 +356,7 @@ def format_summary(summary: dict) -> str:
         ("test accuracy after", f"{100 * summary['test_acc_after']:.1f}%"),
         *_by_task_rows(summary),
         ("steps", str(summary["steps"])),
+        *_dropped_rows(summary),
         ("precision", summary["precision"]),
         ("wall time", f"{summary['wall_time_s']:.0f} s"),
         ("trainable parameters", f"{summary['trainable_parameters']:,}"),
@@ -359,6 +369,14 @@ def format_summary(summary: dict) -> str:
     lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
     rule = "-" * (width + 4 + max(len(v) for _, v in rows))
     return "\n".join([rule, f"  loralab run: {summary['run_name']}", rule, *lines, rule])
+
+
+def _dropped_rows(summary: dict) -> list[tuple[str, str]]:
+    dropped = summary.get("examples_dropped")
+    if not dropped:
+        return []
+    counts = ", ".join(f"{split} {n}" for split, n in dropped.items())
+    return [("over-long dropped", f"{counts} (data.overflow=drop)")]
 
 
 def _by_task_rows(summary: dict) -> list[tuple[str, str]]:
