@@ -311,7 +311,7 @@ def write_config_record(cfg: DictConfig, run_dir: Path) -> None:
 
 
 class UnwritableRunError(OSError):
-    """The run's output folder cannot be written (found before the model loads)."""
+    """The run's output folder cannot be written (found before anything trains)."""
 
 
 def ensure_writable(folder: Path) -> None:
