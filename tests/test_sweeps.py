@@ -98,3 +98,16 @@ def test_optuna_search_survives_diverged_trials(tmp_path):
     assert done.stderr.count("loss is nan") == 2
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["best_value"] == -math.inf
+
+
+def test_a_long_override_list_still_makes_a_valid_job_folder():
+    """Hydra names a multirun job's folder after its overrides; past 255 bytes the file system
+    refused it and every job failed. Names over 200 bytes are cut and hashed, still distinct."""
+    from loralab import _folder_name
+
+    short = "optimizer=sgd,seed=0"
+    assert _folder_name(short) == short
+    long_a, long_b = "x=1," * 80 + "seed=0", "x=1," * 80 + "seed=1"
+    folders = _folder_name(long_a), _folder_name(long_b)
+    assert all(len(f.encode()) <= 200 for f in folders) and folders[0] != folders[1]
+    assert folders[0].startswith("x=1,x=1,")
