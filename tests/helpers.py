@@ -34,6 +34,11 @@ def run_cli(module: str, args, cwd, **env) -> subprocess.CompletedProcess:
     )
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes: what a refusal must leave as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def make_tiny_llama(seed: int = 0, vocab_size: int = 128, hidden_size: int = 64, layers: int = 2):
     """A random-init Llama small enough for unit tests (float32, eval mode)."""
     from transformers import LlamaConfig, LlamaForCausalLM

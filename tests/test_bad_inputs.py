@@ -19,7 +19,7 @@ from loralab.adapters import AdapterConfig, inject_adapters, load_adapter, save_
 from loralab.adapters.io import AdapterFileError
 from loralab.validation import ConfigError, validate_config
 from loralab.values import is_number
-from tests.helpers import compose_config, run_cli
+from tests.helpers import compose_config, run_cli, snapshot
 from tests.test_config_fuzz import BASES, leaves
 
 
@@ -268,10 +268,6 @@ def a_training_run(folder):
     (folder / "train.log").write_text("[INFO] training\n")
     (folder / "metrics.csv").write_text("step,train/loss\n0,1.0\n")
     return folder
-
-
-def snapshot(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def test_loralab_eval_never_rewrites_a_training_runs_record(adapter_dir, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from loralab.runs.checkpoints import safe_load
-from tests.helpers import run_cli
+from tests.helpers import run_cli, snapshot
 
 # 48 examples in batches of 8, two batches an optimizer step: 3 steps an epoch, 9 steps = 3
 # epochs; dropout on (0.05), validation every 4 steps, so kills fall mid-epoch, on an epoch's
@@ -39,10 +39,6 @@ def train(args, cwd):
 
 def last_step(run_dir: Path) -> int:
     return safe_load(run_dir / "checkpoints" / "last.ckpt")["global_step"]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def assert_same_run(expected: Path, actual: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, snapshot
 
 TINY = [
     "model=tiny_llama",
@@ -30,10 +30,6 @@ TINY = [
 
 def train(args, cwd):
     return run_cli("loralab.train", args, cwd, WANDB_MODE="offline", LORALAB_CACHE=str(cwd))
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def trained(cwd: Path, name: str = "run") -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 from loralab.runs import loggers
 from loralab.runs.ownership import RunLock
-from tests.helpers import run_cli
+from tests.helpers import run_cli, snapshot
 
 TINY = [
     "model=tiny_llama",
@@ -31,10 +31,6 @@ TINY = [
 def train(args, cwd, **env):
     env = {"WANDB_MODE": "offline", "LORALAB_CACHE": str(cwd), **env}
     return run_cli("loralab.train", args, cwd, **env)
-
-
-def snapshot(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
