@@ -45,11 +45,14 @@ def test_generate_accuracy_curve_at_its_cadence(tmp_path):
     assert rows["test/gen_unparsable"].iloc[-1] == pytest.approx(unparsable)
 
 
-def test_generate_accuracy_can_skip_the_untrained_step(tmp_path):
-    """generate_at_start=false: a grid measures the untrained model once, not in every run."""
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_generate_accuracy_can_skip_the_untrained_step(tmp_path, accumulate):
+    """generate_at_start=false: a grid measures the untrained model once, not in every run
+    (under accumulation the first micro-batch ended at step 0 and measured it anyway)."""
     cfg = compose_config(
         [
             "model=tiny_llama",
+            f"trainer.accumulate_grad_batches={accumulate}",
             "logger=csv",
             "trainer.max_steps=4",
             "trainer.val_check_interval=4",

@@ -45,8 +45,10 @@ class GenerateAccuracy(Callback):
             self._measure(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # after a step is taken (step 0 belongs to on_train_start: under accumulation the first
+        # micro-batch ends at step 0 too, and measured it even with at_start off)
         step = trainer.global_step
-        if step % self.every == 0 and step != self._measured_at:
+        if step > 0 and step % self.every == 0 and step != self._measured_at:
             self._measure(trainer, pl_module)
 
     def _measure(self, trainer, pl_module) -> None:
