@@ -396,3 +396,15 @@ def test_a_run_eval_fills_the_after_a_run_did_not_log(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*runs, "--run-eval", "missing", "--out", str(tmp_path / "figs")])
     assert "has no missing/eval.json" in capsys.readouterr().err
+
+
+def test_figure_2s_accuracy_panel_is_generate_mode_test_accuracy():
+    """The paper's Figure 2 draws generate-mode test accuracy; score-mode validation accuracy
+    comes after it, and a panel no run logged is left out."""
+    from loralab.figures import figure2_panels
+
+    logged = pd.DataFrame({"step": [0, 2], "train/loss": [1.0, 0.9], "val/acc": [0.2, 0.3]})
+    generated = logged.assign(**{"test/gen_acc": [0.1, 0.4]})
+    columns = [c for c, _ in figure2_panels({"a": [("run", generated, None)]})]
+    assert columns == ["train/loss", "test/gen_acc", "val/acc"]
+    assert "test/gen_acc" not in [c for c, _ in figure2_panels({"a": [("run", logged, None)]})]

@@ -31,10 +31,11 @@ RUN_PANELS = (  # curves.png of one run
     ("decision-token loss", ["train/decision_loss", "val/decision_loss"]),
     ("accuracy", ["val/acc", "test/acc", "train/decision_acc", "val/decision_acc"]),
 )
-PANELS = (  # runs.png of a group of runs
+PANELS = (  # runs.png of a group of runs; a panel is drawn where a run logged its column
     ("train/loss", "training loss"),
     ("val/loss", "eval loss"),
-    ("val/acc", "accuracy"),
+    ("test/gen_acc", "accuracy (generate mode, test)"),  # the paper's Figure 2 accuracy
+    ("val/acc", "accuracy (score mode, validation)"),
     ("train/decision_loss", "decision-token loss (training)"),
     ("val/decision_loss", "decision-token loss (eval)"),
 )
@@ -150,11 +151,17 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
+def figure2_panels(groups: dict[str, list]) -> list[tuple[str, str]]:
+    """The `PANELS` some run of ``groups`` logged: the paper's accuracy panel is generate-mode
+    test accuracy (runs with evaluation.generate_every), score-mode validation accuracy next."""
+    return [p for p in PANELS if any(p[0] in f for runs in groups.values() for _, f, _ in runs)]
+
+
 def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
     """Figure 2's layout: training loss (smoothed), eval loss and accuracy over steps, then
     the loss of the token that decides the answer, in training and evaluation (the training
     loss is mostly the answer format, learnt within a few steps)."""
-    panels = [p for p in PANELS if any(p[0] in f for runs in groups.values() for _, f, _ in runs)]
+    panels = figure2_panels(groups)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, (column, label) in zip(axes[0], panels, strict=True):
         for name, runs in groups.items():
