@@ -1,4 +1,4 @@
-"""Side-by-side timing of several steps, and the peak memory of one step.
+"""Side-by-side timing of several steps, the peak memory of one step, and what they ran on.
 
 Timing: rounds; each round runs every step once, in an order rotated (and reversed every other
 round) so that no variant always follows the same neighbour, and times each call with `clock`:
@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -167,3 +169,22 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (as `lscpu` shows it) and core count."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
+
+
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages: how busy the machine was (other work on its cores)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
             for row in results["sweep"]["ratios"]
             if row["pass"] is not None
         ]
-    results["meta"]["load_average_end"] = _loadavg()
+    results["meta"]["load_average_end"] = measure.load_average()
     results["elapsed_s"] = time.perf_counter() - began
 
     suffix = f"{device.type}{'-quick' if args.quick else ''}"
@@ -411,14 +411,17 @@ def _measure(variants, base, ids, args, device, deadline, track, max_rounds) -> 
 
 
 def results_device(device, dtype) -> str:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-    return f"{name} ({str(dtype).removeprefix('torch.')})"
+    return f"{_device_name(device)} ({str(dtype).removeprefix('torch.')})"
+
+
+def _device_name(device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else measure.cpu_name()
 
 
 def _meta(args, device, dtype) -> dict:
     return {
         "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": _device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "cpu_count": os.cpu_count(),
@@ -430,7 +433,7 @@ def _meta(args, device, dtype) -> dict:
         "clock": args.clock,
         "argv": sys.argv[1:],
         "budget_s": args.budget_s,
-        "load_average_start": _loadavg(),
+        "load_average_start": measure.load_average(),
         "memory_method": (
             "torch.cuda.max_memory_allocated over one step, plus what is held before it"
             if device.type == "cuda"
@@ -438,23 +441,6 @@ def _meta(args, device, dtype) -> dict:
             "allocation from torch profiler memory events"
         ),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def _quiet() -> None:

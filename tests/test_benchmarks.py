@@ -3,7 +3,9 @@
 Runs the whole `python -m benchmarks.train_step` pipeline in-process on a tiny model (timings
 are meaningless there and nothing here asserts on them), checks the table, the JSON and the
 plot, the memory probe on a known allocation, and that the looped baseline computes the same
-function as our layer (so the speed comparison is between equals).
+function as our layer (so the speed comparison is between equals); likewise
+`benchmarks.eval_scoring`, whose baseline (each option its own sequence) must pick as loralab's
+text-form scoring does.
 """
 
 import copy
@@ -14,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import measure, profile_step, report, train_step
+from benchmarks import eval_scoring, measure, profile_step, report, train_step
 from benchmarks.looped import LoopedMoELoRA
 from benchmarks.models import tiny_llama
 from benchmarks.variants import STEP_VARIANTS, build, make_step
@@ -185,3 +187,21 @@ def test_profile_counts_fewer_optimizer_kernels_with_multi_tensor_updates(tmp_pa
         assert fused["kernels"] > fused["optimizer_kernels"] and fused["top"]
     assert (tmp_path / "profile_step-cpu-tiny.json").exists()
     assert "optimizer.step" in capsys.readouterr().out
+
+
+def test_eval_scoring_baseline_picks_as_the_text_form_and_json_holds_every_step(tmp_path):
+    args = [
+        "--quick",
+        "--precision=32-true",
+        "--min-rounds=1",
+        "--max-rounds=1",
+        f"--out={tmp_path}",
+    ]
+    eval_scoring.main(args)
+    saved = json.loads((tmp_path / "eval_scoring-quick.json").read_text())
+    assert set(saved["steps"]) == {"label", "text", "text_old"}
+    assert [row["label"] for row in saved["ratios"]] == [r.label for r in eval_scoring.RATIOS]
+    agreement = saved["agreement"]
+    assert agreement["same_picks"] == agreement["questions"] == 16
+    assert agreement["max_abs_mean_logprob_diff"] < 1e-4  # float32: equal to rounding
+    assert set(saved["whole_split"]) == {"text", "label"}

@@ -1,6 +1,6 @@
 """``cloze`` mode: each option's own text scored after the bare question (score mode on the
-task's text form). Batched scores equal a one-sequence-at-a-time reference; every task's records
-give the question and option texts."""
+task's text form). Batched scores equal a one-sequence-at-a-time reference (per adapter kind and
+precision: test_option_likelihood.py); every task's records give the question and option texts."""
 
 import json
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from loralab.data.encoding import IGNORE_INDEX, encode_continuation, encode_prompt, pad_right
-from loralab.evaluation.scoring import sequence_scores
+from loralab.data.encoding import IGNORE_INDEX, encode_continuation, encode_prompt
+from loralab.data.options import encode_option, option_batch
+from loralab.evaluation.likelihood import option_loglikelihoods
 from loralab.models import load_model
 from loralab.tasks import build_task
 from loralab.tasks.commonsense import FOLDERS, CommonsenseTask, cloze_form
@@ -50,13 +51,13 @@ def reference_scores(model, tokenizer, context: str, options: list[str]) -> list
 
 def test_batched_scores_equal_the_one_at_a_time_reference(tiny):
     model, tokenizer = tiny
-    sequences = [
-        encode_continuation(tokenizer, context, " " + option, max_length=512)
+    questions = [
+        tuple(encode_option(tokenizer, context, " " + option, max_length=512) for option in options)
         for context, options in QUESTIONS
-        for option in options
     ]
     with torch.no_grad():
-        batched = sequence_scores(model, pad_right(sequences, tokenizer.pad_token_id)).tolist()
+        scores = option_loglikelihoods(model, option_batch(questions, tokenizer.pad_token_id))
+    batched = (scores.loglik / scores.tokens).tolist()
     expected = [
         s for c, options in QUESTIONS for s in reference_scores(model, tokenizer, c, options)
     ]

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from loralab.data.datamodule import TaskDataModule
-from loralab.data.encoding import IGNORE_INDEX
+from loralab.data.encoding import IGNORE_INDEX, encode_prompt
 from loralab.evaluation.predict import predict_split
 from loralab.evaluation.scoring import decision_token, whole_option_choices
 from loralab.models import load_model
@@ -127,7 +127,8 @@ def test_items_label_the_answer_text_and_carry_every_option(tiny):
     record = task.splits["test"][0]
     for option, text in zip(item.options, task.option_targets(record), strict=True):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        assert [t for t in option.labels if t != IGNORE_INDEX] == ids  # no EOS scored
+        assert list(option.tokens) == ids  # no EOS scored
+        assert list(option.context) == encode_prompt(tokenizer, task.prompt(record))[0]
 
 
 def test_whole_option_choices_equal_the_one_at_a_time_reference(tiny):

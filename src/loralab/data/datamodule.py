@@ -11,14 +11,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from loralab.data.encoding import (
-    Encoded,
-    answer_lead,
-    encode_continuation,
-    encode_example,
-    option_tokens,
-    pad_right,
-)
+from loralab.data.encoding import Encoded, answer_lead, encode_example, option_tokens, pad_right
+from loralab.data.options import Option, encode_option, option_batch
 from loralab.data.sampler import ResumableSampler, batches_per_epoch
 from loralab.tasks import DataError, Task
 
@@ -28,9 +22,9 @@ log = logging.getLogger(__name__)
 class Item(NamedTuple):
     """One encoded record and what scoring it needs. ``task`` names its task where the split
     mixes several (the commonsense mix), so accuracy can be logged per task; else None.
-    Where options are scored whole (`Task.whole_options`), ``options`` holds one sequence per
-    option, ``option_ids`` is empty and the decision tokens are the answer text's
-    ``decision_length`` tokens."""
+    Where options are scored whole (`Task.whole_options`), ``options`` holds each option's
+    context and own tokens (`data/options.py`), ``option_ids`` is empty and the decision tokens
+    are the answer text's ``decision_length`` tokens."""
 
     example: Encoded
     option_offset: int
@@ -38,15 +32,15 @@ class Item(NamedTuple):
     gold: int
     task: str | None = None
     decision_length: int = 1
-    options: tuple[Encoded, ...] = ()
+    options: tuple[Option, ...] = ()
 
 
 class TaskDataModule(L.LightningDataModule):
     """Right-padded batches (input_ids, attention_mask, labels) plus what option scoring needs:
     option_offset, option_token_ids and the gold option index; where options are scored whole,
-    decision_length and their sequences (option_input_ids, option_attention_mask,
-    option_labels, and option_row / option_index: whose and which option each is); in a split
-    that mixes tasks, also ``task``: each row's task name (a list of str).
+    decision_length and the options themselves (`option_batch`: each distinct context once,
+    each option's own tokens, whose and which option each is); in a split that mixes tasks,
+    also ``task``: each row's task name (a list of str).
 
     ``records[split]`` keeps the records that were encoded (over-long ones may be dropped), in
     the order of ``encoded[split]``.
@@ -121,7 +115,7 @@ class TaskDataModule(L.LightningDataModule):
             target = targets[task.gold_index(record)]
             offset = answer_lead(tok, target, self.target_layout)
             length = len(tok(target, add_special_tokens=False)["input_ids"])
-            options = tuple(encode_continuation(tok, prompt, t, self.max_length) for t in targets)
+            options = tuple(encode_option(tok, prompt, t, self.max_length) for t in targets)
             return Item(example, offset, [], task.gold_index(record), None, length, options)
         try:
             offset, option_ids = self._option_tokens(tuple(targets))
@@ -151,13 +145,8 @@ class TaskDataModule(L.LightningDataModule):
         if items[0].options:  # whole options: the decision is the answer text's tokens
             batch["decision_length"] = torch.tensor([item.decision_length for item in items])
         if with_options and items[0].options:
-            options = [
-                (row, i, o) for row, it in enumerate(items) for i, o in enumerate(it.options)
-            ]
-            padded = pad_right([o for _, _, o in options], self.tokenizer.pad_token_id)
-            batch.update({f"option_{key}": value for key, value in padded.items()})
-            batch["option_row"] = torch.tensor([row for row, _, _ in options])
-            batch["option_index"] = torch.tensor([i for _, i, _ in options])
+            pad_id = self.tokenizer.pad_token_id
+            batch.update(option_batch([item.options for item in items], pad_id))
         if items[0].task is not None:
             batch["task"] = [item.task for item in items]
         return batch

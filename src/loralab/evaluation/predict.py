@@ -1,10 +1,12 @@
 """Per-record predictions for one split of a task, in ``score``, ``generate`` or ``cloze`` mode.
 
 ``score`` reads the option scores from one teacher-forced forward pass (as during training;
-whole options, one sequence each, for a task in the text answer form); ``generate`` decodes
-greedily and parses the text with the paper's rule; ``cloze`` scores each option's own text after
-the bare question (no labels): score mode on the task's text form (`with_answer_form`). Each
-result names the gold and predicted labels (``B``, ``answer2``, ...), so all modes report alike.
+for a task in the text answer form, every option's whole text continued from its question's
+context, `likelihood.py`); ``generate`` decodes greedily and parses the text with the paper's
+rule; ``cloze`` scores each option's own text after the bare question (no labels): score mode
+on the task's text form (`with_answer_form`). Each result names the gold and predicted labels
+(``B``, ``answer2``, ...), so all modes report alike. Score and cloze batches are questions of
+similar length (less padding), as are generate mode's.
 """
 
 from __future__ import annotations

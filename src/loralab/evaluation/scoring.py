@@ -8,8 +8,8 @@ on anything later, so the forward pass that computes the training loss on the go
 gives the option scores: compare its logits at the prefix end on each option's first token.
 
 A task trained on its options' own texts (``task.answer_form=text``) has no such token: its
-options are scored whole, one sequence each (`whole_option_choices`), by their mean
-log-probability per token, as cloze mode scores them.
+options are scored whole (`whole_option_choices`; their log-likelihoods in `likelihood.py`),
+by their mean log-probability per token, as cloze mode scores them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from loralab.data.encoding import IGNORE_INDEX
+from loralab.evaluation.likelihood import option_loglikelihoods
 
 
 def answer_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -71,33 +72,20 @@ def decision_token(
     )
 
 
-def sequence_scores(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean log-probability per labelled token of each row (input_ids, attention_mask,
-    labels): how likely the model finds each row's continuation after its context."""
-    logits, targets, counts = answer_logits(model, batch)
-    log_probs = -F.cross_entropy(logits.float(), targets, reduction="none")
-    rows = torch.arange(len(counts), device=counts.device).repeat_interleave(counts)
-    return torch.zeros(len(counts), device=log_probs.device).index_add(0, rows, log_probs) / counts
-
-
 def whole_option_choices(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Predicted option per question where options are scored whole: ``batch`` holds one
-    sequence per option (``option_input_ids``, ``option_attention_mask``, ``option_labels``),
-    the question each belongs to (``option_row``) and its place among that question's options
-    (``option_index``)."""
-    scores = sequence_scores(
-        model,
-        {
-            "input_ids": batch["option_input_ids"],
-            "attention_mask": batch["option_attention_mask"],
-            "labels": batch["option_labels"],
-        },
-    )
+    """Predicted option per question where options are scored whole (``batch`` as
+    `data.options.option_batch` lays them out): the highest mean log-probability per token."""
+    scores = option_loglikelihoods(model, batch)
+    return best_options(scores.loglik / scores.tokens, batch)
+
+
+def best_options(values: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per question, the index of its option with the highest of ``values`` (one per option,
+    in ``batch``'s option order)."""
     rows, index = batch["option_row"], batch["option_index"]
-    table = torch.full(
-        (len(batch["gold"]), int(index.max()) + 1), float("-inf"), device=scores.device
-    )
-    table[rows, index] = scores
+    shape = (int(rows.max()) + 1, int(index.max()) + 1)
+    table = torch.full(shape, float("-inf"), device=values.device)
+    table[rows, index] = values
     return table.argmax(dim=-1)
 
 
