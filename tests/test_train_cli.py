@@ -75,6 +75,12 @@ def test_console_output_is_quiet_and_counts_steps(tiny_run):
     assert "Tip:" not in printed and "litlogger" not in printed and "litmodels" not in printed
     assert "anonymous setting" not in printed
     assert "Training" in printed and "20/20" in printed  # optimizer steps of max_steps
+    # output to a pipe, not a terminal: a progress line every twentieth of the run
+    lines = [line for line in printed.splitlines() if "Training: step " in line]
+    assert [line.split("Training: step ")[1].split(",")[0] for line in lines] == [
+        f"{step}/20" for step in range(1, 21)
+    ]
+    assert "steps/s" in lines[-1] and "0m00s left" in lines[-1]
     assert "Epoch" not in printed and "/-2" not in printed
 
 

@@ -53,7 +53,7 @@ def run(cfg: DictConfig, run_dir: Path):
     from loralab.module import AdapterModule
     from loralab.optim import OptimizerConfig
     from loralab.precision import resolve_precision
-    from loralab.progress import StepProgressBar
+    from loralab.progress import ProgressLog, StepProgressBar
     from loralab.runs.checkpoints import (
         CHECKPOINT_DIR,
         LAST,
@@ -135,6 +135,8 @@ def run(cfg: DictConfig, run_dir: Path):
         stop = StopOnSignal(run_dir / CHECKPOINT_DIR / LAST)
         final = FinalStepCheckpoint(run_dir / CHECKPOINT_DIR / LAST)
         callbacks = [checkpoints, final, stop, StepProgressBar()]
+        if not sys.stdout.isatty():  # a batch job's log file: the bar shows only its end
+            callbacks.append(ProgressLog())
         evaluation = resolved["evaluation"]
         if evaluation["generate_every"]:
             room = dict(data_cfg, max_length=data_cfg["max_length"] + evaluation["max_new_tokens"])
