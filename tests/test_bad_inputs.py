@@ -273,7 +273,8 @@ def a_training_run(folder):
 def test_loralab_eval_never_rewrites_a_training_runs_record(adapter_dir, tmp_path):
     """Into a training run's folder: a refused command (a bad value; an adapter refused after
     a log line) leaves every file as it was and adds none (no .hydra/, no log); one that runs
-    adds only its eval.json (with the command line), eval.md and evaluate.log. A refused
+    adds only its eval.json (with the command line), eval.md, predictions.jsonl and
+    evaluate.log. A refused
     command's new run folder is removed again."""
     run = a_training_run(tmp_path / "run")
     before = snapshot(run)
@@ -295,7 +296,8 @@ def test_loralab_eval_never_rewrites_a_training_runs_record(adapter_dir, tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     after = snapshot(run)
     assert {path: after[path] for path in before} == before
-    assert sorted(after.keys() - before.keys()) == ["eval.json", "eval.md", "evaluate.log"]
+    new = sorted(after.keys() - before.keys())
+    assert new == ["eval.json", "eval.md", "evaluate.log", "predictions.jsonl"]
     assert json.loads(after["eval.json"])["overrides"] == args  # hydra.* are Hydra's own
     assert b"a plugin says hello" in after["evaluate.log"]  # the held line, written at last
 

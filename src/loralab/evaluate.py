@@ -4,8 +4,10 @@ Flow: validate the config (exit 2 on any bad value, before anything loads) -> th
 -> model (+ the adapter from ``adapter_dir``) on ``device`` -> predictions in ``score``,
 ``generate`` or ``cloze`` mode, under ``precision`` (``auto`` resolves as
 ``trainer.precision=auto`` does, so a run's adapter is scored with the numerics it was trained
-and tested with) -> ``eval.json`` (config, command line, summary, per-record predictions) and
-``eval.md`` (the table) in the run directory; the table is printed. Unreadable or malformed data
+and tested with) -> ``eval.json`` (config, command line, summary, per-record predictions),
+``eval.md`` (the table) and ``predictions.jsonl`` (per question: each option's scores and the
+pick under each metric, `evaluation/predictions_file.py`) in the run directory; the table is
+printed. Unreadable or malformed data
 also exits 2, with the message that names the file, record and field.
 
 The run directory may be a training run's (``hydra.run.dir=<run>``): loralab-eval writes only
@@ -40,9 +42,11 @@ log = logging.getLogger("loralab")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Evaluate as ``cfg`` says and write ``eval.json`` and ``eval.md`` into ``run_dir``."""
+    """Evaluate as ``cfg`` says and write ``eval.json``, ``eval.md`` and ``predictions.jsonl``
+    into ``run_dir``."""
     from loralab.adapters import load_adapter
     from loralab.evaluation.predict import predict_split
+    from loralab.evaluation.predictions_file import write_predictions
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
     from loralab.precision import forward_context, resolve_device, resolve_precision
@@ -98,11 +102,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "device": str(device),
         "precision": precision,
         "wall_time_s": round(time.perf_counter() - started, 1),
-        "records": results,
+        "records": [_without_scores(result) for result in results],
     }
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
     (run_dir / "eval.md").write_text(table)
+    write_predictions(run_dir / "predictions.jsonl", results)
     return {"summary": summary, "table": table, "run_dir": str(run_dir)}
+
+
+def _without_scores(result: dict) -> dict:
+    """A result without its per-option scores: those are predictions.jsonl's."""
+    return {key: value for key, value in result.items() if key != "option_scores"}
 
 
 def _command_line() -> list[str]:
@@ -131,7 +141,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except (DataError, AdapterFileError) as err:  # each names the file (record, field, tensor)
         _refuse(run_dir, str(err))
     print(outcome["table"])
-    print(f"written: {outcome['run_dir']}/eval.json, eval.md")
+    print(f"written: {outcome['run_dir']}/eval.json, eval.md, predictions.jsonl")
 
 
 def _refuse(run_dir: Path, message: str) -> None:

@@ -239,10 +239,14 @@ def _eval_json(file: Path, argument: str) -> dict:
 
 
 def _accuracy(result: dict, file: Path, argument: str) -> float:
-    """The overall accuracy of a loralab-eval result; ValueError naming the file if it has none."""
+    """The overall accuracy of a loralab-eval result; ValueError naming the file if it has none.
+    Where options are scored whole this is ``acc_per_token`` (what training logs as its
+    accuracy, so a baseline compares like with like), not lm-eval's ``acc``/``acc_norm``."""
     summary = result.get("summary")
     overall = summary.get("overall") if isinstance(summary, dict) else None
-    accuracy = overall.get("accuracy") if isinstance(overall, dict) else None
+    accuracy = None
+    if isinstance(overall, dict):
+        accuracy = overall.get("acc_per_token", overall.get("accuracy"))
     if not isinstance(accuracy, int | float) or isinstance(accuracy, bool):
         raise ValueError(
             f"{argument}: {file} has no summary.overall.accuracy (not a loralab-eval eval.json)"

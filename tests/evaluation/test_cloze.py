@@ -164,6 +164,29 @@ def test_eval_cli_cloze_mode(tmp_path):
     assert {r["prediction"] for r in report["records"]} <= set("ABCDE")
     assert "cloze test" in done.stderr and "q/s" in done.stderr  # the progress bar
 
+    overall = report["summary"]["overall"]
+    for metric in ("acc", "acc_norm", "acc_per_token"):
+        assert 0 <= overall[metric] <= 1 and overall[f"{metric}_stderr"] > 0
+    assert overall["accuracy"] == overall["acc_per_token"]  # the figure reported before
+    assert "| acc | acc_norm | acc_per_token |" in done.stdout and "lm-eval" in done.stdout
+    lines = (run_dir / "predictions.jsonl").read_text().splitlines()
+    predictions = [json.loads(line) for line in lines]
+    assert len(predictions) == 24 and "predictions.jsonl" in done.stdout
+    for metric in ("acc", "acc_norm", "acc_per_token"):  # the picks reproduce the figures
+        hits = [p["picks"][metric] == p["gold_index"] for p in predictions]
+        assert sum(hits) / 24 == overall[metric]
+    records = {r["id"]: r for r in report["records"]}
+    for line in predictions:
+        options = line["options"]
+        assert len(options) == records[line["id"]]["options"] >= 2
+        assert all(o["loglik"] < 0 and o["tokens"] >= 1 and o["chars"] >= 1 for o in options)
+        assert all(o["bytes"] >= o["chars"] for o in options)
+        sums = [o["loglik"] for o in options]
+        assert line["picks"]["acc"] == sums.index(max(sums))
+        per_char = [o["loglik"] / o["chars"] for o in options]
+        assert line["picks"]["acc_norm"] == per_char.index(max(per_char))
+        assert "ABCDE"[line["picks"]["acc_per_token"]] == records[line["id"]]["prediction"]
+
 
 def test_eval_cli_names_a_record_without_option_texts(tmp_path):
     folder = tmp_path / "data" / FOLDERS["arc_e"]

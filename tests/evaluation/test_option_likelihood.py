@@ -92,8 +92,9 @@ def test_cached_scores_equal_whole_sequences(adapted, dtype, max_length):
     assert batch["context_attention_mask"].sum(1).unique().numel() > 1  # right padding
     assert scores.tokens.tolist() == counts.tolist() and len(set(counts.tolist())) > 2
     torch.testing.assert_close(scores.loglik.double(), sums, rtol=RTOL[dtype], atol=0.0)
-    texts = [" " + option for _, options in QUESTIONS for option in options]
+    texts = [option for _, options in QUESTIONS for option in options]  # leading space aside
     assert scores.n_bytes.tolist() == [len(text.encode()) for text in texts]
+    assert scores.n_chars.tolist() == [len(text) for text in texts]
 
     picks = best_options(scores.loglik / scores.tokens, batch).tolist()
     means, start = sums / counts, 0

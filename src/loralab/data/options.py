@@ -20,11 +20,14 @@ from loralab.data.encoding import IGNORE_INDEX, encode_continuation
 
 class Option(NamedTuple):
     """One option: the ids it is scored after, its own ids (the scored tokens), and its text's
-    length in UTF-8 bytes (for a per-byte normalisation such as lm-eval's ``acc_norm``)."""
+    length in UTF-8 bytes and in characters (lm-eval's ``acc_norm`` divides by the latter).
+    Both lengths leave out the text's leading space: lm-eval adds that space (its target
+    delimiter) to the scored continuation but measures the option without it."""
 
     context: tuple[int, ...]
     tokens: tuple[int, ...]
     n_bytes: int
+    n_chars: int
 
 
 def encode_option(tokenizer, prompt: str, text: str, max_length: int) -> Option:
@@ -33,7 +36,10 @@ def encode_option(tokenizer, prompt: str, text: str, max_length: int) -> Option:
     encoded = encode_continuation(tokenizer, prompt, text, max_length)
     start = len(encoded.labels) - sum(label != IGNORE_INDEX for label in encoded.labels)
     ids = encoded.input_ids
-    return Option(tuple(ids[:start]), tuple(ids[start:]), len(text.encode("utf-8")))
+    measured = text.removeprefix(" ")
+    return Option(
+        tuple(ids[:start]), tuple(ids[start:]), len(measured.encode("utf-8")), len(measured)
+    )
 
 
 def option_batch(questions: list[tuple[Option, ...]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -41,8 +47,8 @@ def option_batch(questions: list[tuple[Option, ...]], pad_id: int) -> dict[str, 
     ``context_attention_mask`` (C, P), each distinct context once, right-padded;
     ``option_input_ids`` / ``option_attention_mask`` (O, L), each option's own tokens,
     right-padded; per option ``option_context`` (its context row), ``option_row`` (its
-    question), ``option_index`` (its place among that question's options) and
-    ``option_bytes``."""
+    question), ``option_index`` (its place among that question's options),
+    ``option_bytes`` and ``option_chars``."""
     contexts: dict[tuple[int, ...], int] = {}
     options = [(row, i, o) for row, opts in enumerate(questions) for i, o in enumerate(opts)]
     context_of = [contexts.setdefault(o.context, len(contexts)) for _, _, o in options]
@@ -57,6 +63,7 @@ def option_batch(questions: list[tuple[Option, ...]], pad_id: int) -> dict[str, 
         "option_row": torch.tensor([row for row, _, _ in options]),
         "option_index": torch.tensor([i for _, i, _ in options]),
         "option_bytes": torch.tensor([o.n_bytes for _, _, o in options]),
+        "option_chars": torch.tensor([o.n_chars for _, _, o in options]),
     }
 
 

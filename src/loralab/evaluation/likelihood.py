@@ -26,13 +26,13 @@ from transformers import DynamicCache
 
 class OptionScores(NamedTuple):
     """Per option (O,): the summed log-probability of its tokens, how many it has, and its
-    text's length in UTF-8 bytes. ``loglik / tokens`` (the mean per token) is what picks an
-    option; ``loglik`` and ``loglik / n_bytes`` are what lm-eval's ``acc`` and ``acc_norm``
-    compare."""
+    text's length in UTF-8 bytes and in characters (leading space aside, `data.options.Option`).
+    The three metrics that pick an option from these are in `option_metrics.py`."""
 
     loglik: torch.Tensor
     tokens: torch.Tensor
     n_bytes: torch.Tensor
+    n_chars: torch.Tensor
 
 
 def option_loglikelihoods(model, batch: dict[str, torch.Tensor]) -> OptionScores:
@@ -70,7 +70,7 @@ def option_loglikelihoods(model, batch: dict[str, torch.Tensor]) -> OptionScores
     log_probs = -F.cross_entropy(logits.float(), ids[keep], reduction="none")
     rows = torch.arange(len(ids), device=ids.device).repeat_interleave(counts)
     loglik = torch.zeros(len(ids), device=ids.device).index_add(0, rows, log_probs)
-    return OptionScores(loglik, counts, batch["option_bytes"])
+    return OptionScores(loglik, counts, batch["option_bytes"], batch["option_chars"])
 
 
 def _similar_lengths(counts: list[int]) -> list[tuple[list[int], int]]:

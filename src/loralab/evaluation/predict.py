@@ -5,8 +5,12 @@ for a task in the text answer form, every option's whole text continued from its
 context, `likelihood.py`); ``generate`` decodes greedily and parses the text with the paper's
 rule; ``cloze`` scores each option's own text after the bare question (no labels): score mode
 on the task's text form (`with_answer_form`). Each result names the gold and predicted labels
-(``B``, ``answer2``, ...), so all modes report alike. Score and cloze batches are questions of
-similar length (less padding), as are generate mode's.
+(``B``, ``answer2``, ...), so all modes report alike. Score and cloze results also hold the
+option picked under each metric (``picks``: ``acc``, and where options are scored whole
+``acc_norm`` and ``acc_per_token``, `option_metrics.py`) and, for whole options, each option's
+scores; ``prediction`` is the pick loralab has always reported (``acc_per_token`` for whole
+options). Score and cloze batches are questions of similar length (less padding), as are
+generate mode's.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import torch
 
 from loralab.data.datamodule import TaskDataModule
 from loralab.evaluation.generation import generate_answers, progress_bar
+from loralab.evaluation.likelihood import option_loglikelihoods
+from loralab.evaluation.option_metrics import option_picks
 from loralab.evaluation.scoring import choose_options
 from loralab.tasks import Task
 from loralab.tasks.text_answers import with_answer_form
@@ -62,22 +68,51 @@ def _score(model, tokenizer, task, split, data_cfg, label, progress) -> tuple[li
     items, size = datamodule.encoded[split], datamodule.eval_batch_size
     order = sorted(range(len(items)), key=lambda i: len(items[i].example.input_ids))  # less padding
     device = next(model.parameters()).device
-    predictions = [0] * len(items)
+    picks: list[dict[str, int]] = [{}] * len(items)
+    scores: list[list[dict] | None] = [None] * len(items)
     with progress_bar(len(items), label, progress) as bar:
         for start in range(0, len(order), size):
             rows = order[start : start + size]
             batch = datamodule.collate([items[i] for i in rows])
             batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-            chosen = choose_options(model, batch)
-            for row, choice in zip(rows, chosen.tolist(), strict=True):
-                predictions[row] = choice
+            if "option_row" in batch:  # options scored whole
+                option_scores = option_loglikelihoods(model, batch)
+                chosen = option_picks(option_scores, batch)
+                for row, table in zip(rows, _per_question(option_scores, batch), strict=True):
+                    scores[row] = table
+            else:  # one decision token per option: its logit is the only score
+                chosen = {"acc": choose_options(model, batch)}
+            chosen = {metric: values.tolist() for metric, values in chosen.items()}
+            for i, row in enumerate(rows):
+                picks[row] = {metric: values[i] for metric, values in chosen.items()}
             bar.update(len(rows))
     records = datamodule.records[split]
-    results = [
-        _result(task, record, task.option_labels(record)[choice], None)
-        for record, choice in zip(records, predictions, strict=True)
-    ]
+    results = []
+    for record, pick, table in zip(records, picks, scores, strict=True):
+        shown = pick.get("acc_per_token", pick["acc"])
+        result = _result(task, record, task.option_labels(record)[shown], None)
+        result["picks"] = pick
+        if table is not None:
+            result["option_scores"] = table
+        results.append(result)
     return results, datamodule.dropped[split]
+
+
+def _per_question(scores, batch) -> list[list[dict]]:
+    """Each question's options in order: summed log-likelihood, tokens, characters, bytes."""
+    columns = [
+        scores.loglik.tolist(),
+        scores.tokens.tolist(),
+        scores.n_chars.tolist(),
+        scores.n_bytes.tolist(),
+        batch["option_row"].tolist(),
+        batch["option_index"].tolist(),
+    ]
+    questions: dict[int, dict[int, dict]] = {}
+    for loglik, tokens, chars, n_bytes, row, index in zip(*columns, strict=True):
+        option = {"loglik": loglik, "tokens": tokens, "chars": chars, "bytes": n_bytes}
+        questions.setdefault(row, {})[index] = option
+    return [[options[i] for i in sorted(options)] for _, options in sorted(questions.items())]
 
 
 def _generate(
@@ -94,11 +129,15 @@ def _generate(
         overflow=data_cfg["overflow"],
         progress=f"generate {split}" if progress else None,
     )
-    results = [
-        _result(task, record, task.parse(record, text), text)
-        for record, text in zip(records, outputs, strict=True)
-        if text is not None
-    ]
+    results = []
+    for record, text in zip(records, outputs, strict=True):
+        if text is None:  # an over-long prompt dropped
+            continue
+        parsed = task.parse(record, text)
+        result = _result(task, record, parsed, text)
+        labels = task.option_labels(record)
+        result["picks"] = {"generate": None if parsed is None else labels.index(parsed)}
+        results.append(result)
     return results, len(records) - len(results)
 
 
@@ -108,6 +147,7 @@ def _result(task, record, prediction: str | None, output: str | None) -> dict:
     result = {
         "id": record.get("id"),
         "gold": gold,
+        "gold_index": task.gold_index(record),
         "prediction": prediction,
         "options": len(labels),
     }

@@ -8,12 +8,20 @@ Below the table, the rates that say whether anything was learned: chance (the me
 number of options), always answering the split's most common answer, and how often the model
 gave its own most common prediction (a model that learned only the answer prior gives one
 answer to nearly every question and scores the majority rate).
+
+Score and cloze results also give each row lm-eval's metrics with their standard errors
+(``acc``, ``acc_stderr``, ...; `option_metrics.py`): in the label form ``acc`` is the decision
+token's pick (one token per option, so there is nothing to normalise) and equals ``accuracy``;
+where options are scored whole ``acc_norm`` and ``acc_per_token`` join it, and ``accuracy``
+stays the per-token figure loralab reported before.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+
+from loralab.evaluation.option_metrics import METRICS, mean_stderr
 
 BREAKDOWNS = ("task", "subject", "grade")
 
@@ -29,19 +37,31 @@ def summarize(results: list[dict], dropped: int = 0) -> dict:
         if values:
             summary[key] = {v: _accuracy([r for r in results if r.get(key) == v]) for v in values}
     if len(summary.get("task", {})) > 1:
-        accuracies = [row["accuracy"] for row in summary["task"].values()]
-        summary["task_mean"] = sum(accuracies) / len(accuracies)
+        rows = summary["task"].values()
+        summary["task_mean"] = sum(row["accuracy"] for row in rows) / len(rows)
+        for metric in _metrics(results):
+            summary[f"task_mean_{metric}"] = sum(row[metric] for row in rows) / len(rows)
     return summary
+
+
+def _metrics(results: list[dict]) -> list[str]:
+    """The metrics every result has a pick for."""
+    return [m for m in METRICS if results and all(m in r.get("picks", {}) for r in results)]
 
 
 def _accuracy(results: list[dict]) -> dict:
     correct = sum(r["correct"] for r in results)
-    return {
+    row = {
         "n": len(results),
         "correct": correct,
         "accuracy": correct / len(results) if results else 0.0,
         "unparsable": sum(r["prediction"] is None for r in results),
     }
+    for metric in _metrics(results):
+        hits = [r["picks"][metric] == r["gold_index"] for r in results]
+        row[metric] = sum(hits) / len(hits)
+        row[f"{metric}_stderr"] = mean_stderr(hits)
+    return row
 
 
 def _reference_rates(results: list[dict]) -> dict:
@@ -63,14 +83,27 @@ def _natural(value: str) -> list:
 
 
 def to_markdown(summary: dict, title: str) -> str:
-    """One markdown table: overall first, then each breakdown's rows, then the task mean."""
-    lines = [f"### {title}", "", "| group | n | accuracy | unparsable |", "|---|---:|---:|---:|"]
-    lines.append(_row("overall", summary["overall"]))
+    """One markdown table: overall first, then each breakdown's rows, then the task mean; a
+    column per metric (± its standard error) where the summary has them, else accuracy."""
+    metrics = [m for m in METRICS if m in summary["overall"]]
+    columns = metrics or ["accuracy"]
+    lines = [
+        f"### {title}",
+        "",
+        f"| group | n | {' | '.join(columns)} | unparsable |",
+        "|---|---:|" + "---:|" * len(columns) + "---:|",
+    ]
+    lines.append(_row("overall", summary["overall"], columns))
     for key in BREAKDOWNS:
         for value, row in summary.get(key, {}).items():
-            lines.append(_row(f"{key}: {value}", row))
+            lines.append(_row(f"{key}: {value}", row, columns))
     if "task_mean" in summary:
-        lines.append(f"| mean of tasks | | {100 * summary['task_mean']:.1f}% | |")
+        means = (
+            [summary["task_mean"]] if not metrics else [summary[f"task_mean_{m}"] for m in metrics]
+        )
+        lines.append(f"| mean of tasks | | {' | '.join(f'{100 * v:.1f}%' for v in means)} | |")
+    if metrics:
+        lines += ["", _METRIC_NOTE[len(metrics) > 1]]
     rates = summary.get("reference")
     if rates:
         chance = f"chance {100 * rates['chance']:.1f}%; " if "chance" in rates else ""
@@ -93,5 +126,21 @@ def to_markdown(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row(name: str, row: dict) -> str:
-    return f"| {name} | {row['n']} | {100 * row['accuracy']:.1f}% | {row['unparsable']} |"
+_METRIC_NOTE = (
+    "acc: the option whose decision token has the highest logit; ± one standard error over "
+    "questions.",
+    "acc: highest summed log-likelihood; acc_norm: highest log-likelihood per character of the "
+    "option text (lm-eval's acc and acc_norm); acc_per_token: highest mean log-probability per "
+    "token (loralab's figure before, `accuracy` in eval.json); ± one standard error over "
+    "questions.",
+)
+
+
+def _row(name: str, row: dict, columns: list[str]) -> str:
+    cells = []
+    for column in columns:
+        cell = f"{100 * row[column]:.1f}%"
+        if row.get(f"{column}_stderr") is not None:
+            cell += f" ± {100 * row[f'{column}_stderr']:.1f}"
+        cells.append(cell)
+    return f"| {name} | {row['n']} | {' | '.join(cells)} | {row['unparsable']} |"
