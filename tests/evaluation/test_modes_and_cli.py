@@ -90,6 +90,11 @@ def test_eval_cli_writes_json_and_table(trained, tmp_path):
     assert {"gold", "prediction", "correct", "output", "subject", "grade"} <= set(
         report["records"][0]
     )
+    lines = (run_dir / "predictions.jsonl").read_text().splitlines()
+    for line, record in zip(map(json.loads, lines), report["records"], strict=True):
+        assert line["output"] == record["output"] and line["parsed"] == record["prediction"]
+        assert (line["picks"]["generate"] == line["gold_index"]) == record["correct"]
+        assert "options" not in line  # no per-option scores in generate mode
     table = (run_dir / "eval.md").read_text()
     assert "| overall | 40 |" in table and "grade:" in table
     assert table.strip() in done.stdout
