@@ -121,3 +121,16 @@ def test_summary_reports_each_metric_with_lm_evals_stderr(tokenizer):
 def test_stderr_formula():
     assert mean_stderr([True] * 3 + [False] * 7) == pytest.approx(math.sqrt(0.3 * 0.7 / 9))
     assert mean_stderr([True]) is None and mean_stderr([True, True]) == 0.0
+
+
+def test_task_mean_of_each_metric_is_the_plain_mean_of_tasks():
+    def result(task, acc, acc_norm):
+        picks = {"acc": int(not acc), "acc_norm": int(not acc_norm), "acc_per_token": 0}
+        row = {"gold": "A", "gold_index": 0, "prediction": "A", "correct": True, "task": task}
+        return row | {"picks": picks}
+
+    results = [result("boolq", True, False)] * 3 + [result("piqa", False, True)]
+    summary = summarize(results)
+    assert summary["task_mean_acc"] == 0.5 and summary["task_mean_acc_norm"] == 0.5  # not 3/4
+    assert summary["task_mean_acc_per_token"] == summary["task_mean"] == 1.0
+    assert "| mean of tasks | | 50.0% | 50.0% | 100.0% | |" in to_markdown(summary, "t")
