@@ -34,6 +34,14 @@ def run_cli(module: str, args, cwd, **env) -> subprocess.CompletedProcess:
     )
 
 
+def run_train(args, cwd, **env) -> subprocess.CompletedProcess:
+    """`loralab-train ARGS` in ``cwd``: W&B offline, the model cache in ``cwd`` (both
+    overridable through ``env``)."""
+    return run_cli(
+        "loralab.train", args, cwd, **{"WANDB_MODE": "offline", "LORALAB_CACHE": str(cwd), **env}
+    )
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` and its bytes: what a refusal must leave as it was."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

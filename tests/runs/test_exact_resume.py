@@ -9,7 +9,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from loralab.runs.checkpoints import safe_load
-from tests.helpers import run_cli, snapshot
+from tests.helpers import run_train as train
+from tests.helpers import snapshot
 
 # 48 examples in batches of 8, two batches an optimizer step: 3 steps an epoch, 9 steps = 3
 # epochs; dropout on (0.05), validation every 4 steps, so kills fall mid-epoch, on an epoch's
@@ -31,10 +32,6 @@ THREE_EPOCHS = [
     "task.max_examples.validation=8",
     "task.max_examples.test=8",
 ]
-
-
-def train(args, cwd):
-    return run_cli("loralab.train", args, cwd, WANDB_MODE="offline", LORALAB_CACHE=str(cwd))
 
 
 def last_step(run_dir: Path) -> int:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import run_cli, snapshot
+from tests.helpers import run_train as train
+from tests.helpers import snapshot
 
 TINY = [
     "model=tiny_llama",
@@ -26,10 +27,6 @@ TINY = [
     "task.max_examples.validation=8",
     "task.max_examples.test=8",
 ]
-
-
-def train(args, cwd):
-    return run_cli("loralab.train", args, cwd, WANDB_MODE="offline", LORALAB_CACHE=str(cwd))
 
 
 def trained(cwd: Path, name: str = "run") -> Path:

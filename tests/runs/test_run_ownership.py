@@ -10,7 +10,8 @@ import pytest
 
 from loralab.runs import loggers
 from loralab.runs.ownership import RunLock
-from tests.helpers import run_cli, snapshot
+from tests.helpers import run_train as train
+from tests.helpers import snapshot
 
 TINY = [
     "model=tiny_llama",
@@ -26,11 +27,6 @@ TINY = [
     "task.max_examples.validation=8",
     "task.max_examples.test=8",
 ]
-
-
-def train(args, cwd, **env):
-    env = {"WANDB_MODE": "offline", "LORALAB_CACHE": str(cwd), **env}
-    return run_cli("loralab.train", args, cwd, **env)
 
 
 @pytest.fixture(scope="module")
