@@ -105,6 +105,12 @@ class AdapterModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(values, step=self.global_step)
 
+    def between_steps(self) -> bool:
+        """Whether the batches consumed so far make whole optimizer steps: a callback at a
+        batch's end that saves, stops or reports must not fall between the accumulated
+        batches of one step."""
+        return self.batches_done % self.trainer.accumulate_grad_batches == 0
+
     def _steps_after_this_batch(self, batch_idx: int) -> bool:
         """Whether the optimizer steps after this micro-batch (the last of its accumulation).
         Asks Lightning's loop, which decides it; the fallback is the plain modulus (the

@@ -62,8 +62,7 @@ class ProgressLog(Callback):
         every = max(1, math.ceil(total / self.lines))
         now = time.monotonic()
         due = step % every == 0 or step >= total or now - self._last_line >= self.seconds
-        between_batches_of_a_step = pl_module.batches_done % trainer.accumulate_grad_batches
-        if step == self._start[1] or not due or between_batches_of_a_step:
+        if step == self._start[1] or not due or not pl_module.between_steps():
             return
         self._last_line = now
         rate = (step - self._start[1]) / max(now - self._start[0], 1e-9)

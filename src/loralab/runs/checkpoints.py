@@ -119,7 +119,7 @@ class StepCheckpoint(ModelCheckpoint):
     continued a batch late."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if pl_module.batches_done % trainer.accumulate_grad_batches == 0:
+        if pl_module.between_steps():
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 

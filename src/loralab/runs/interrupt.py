@@ -67,7 +67,7 @@ class StopOnSignal(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.received is None or self.stopped_at is not None:
             return
-        if pl_module.batches_done % trainer.accumulate_grad_batches:
+        if not pl_module.between_steps():
             return  # mid-way through an optimizer step's batches
         # Saved where ModelCheckpoint saves; this step then ends as usual (its metrics row, a
         # validation due at it) and the run stops at the next batch, as one killed right after
