@@ -173,7 +173,7 @@ class TaskDataModule(L.LightningDataModule):
             accumulate=accumulate,
         )
         if trainer is not None:
-            sampler.resume_from(batches_done(trainer, accumulate))
+            sampler.resume_from(trainer.lightning_module.batches_done)  # restored on resume
         return DataLoader(
             items,
             batch_size=self.batch_size,
@@ -201,10 +201,3 @@ class TaskDataModule(L.LightningDataModule):
             collate_fn=self.collate,
             generator=torch.Generator(),
         )
-
-
-def batches_done(trainer, accumulate: int) -> int:
-    """Training batches consumed since the run began: what the module counted (a resumed
-    checkpoint restores the count), else the optimizer steps times the accumulation."""
-    counted = getattr(trainer.lightning_module, "batches_done", None)
-    return trainer.global_step * accumulate if counted is None else counted
