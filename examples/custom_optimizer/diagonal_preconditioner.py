@@ -2,8 +2,7 @@
 diagonal preconditioner (only the diagonal of each r x r Gram matrix is inverted).
 
 Used as `plugins=[diagonal_preconditioner]` (this folder on the Python path) with
-`--config-dir` pointing at ./conf, which holds optimizer/drsgd.yaml. See README "Extending
-loralab".
+`--config-dir` pointing at ./conf, which holds optimizer/drsgd.yaml. See docs/extending.md.
 """
 
 import torch

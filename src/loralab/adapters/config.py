@@ -58,7 +58,7 @@ class AdapterConfig:
                 "kind",
                 self.kind,
                 f"one of {', '.join([*KINDS, *CUSTOM_KINDS])} (a kind of your own: register it "
-                "in a module listed in `plugins`, see README 'Extending loralab')",
+                "in a module listed in `plugins`, see docs/extending.md)",
             )
         for key in ("rank", "num_experts", "top_k"):  # before any comparison with a number
             value = getattr(self, key)

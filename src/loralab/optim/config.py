@@ -57,8 +57,8 @@ def variant(name: str) -> Variant:
     if name not in VARIANTS:
         raise ValueError(
             f"optimizer.name={name!r} is invalid: must be one of {', '.join(VARIANTS)} (a "
-            "variant of your own: register it in a module listed in `plugins`, see README "
-            "'Extending loralab')"
+            "variant of your own: register it in a module listed in `plugins`, see "
+            "docs/extending.md)"
         )
     return VARIANTS[name]
 

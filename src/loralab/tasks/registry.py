@@ -61,7 +61,7 @@ def task_config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
     if name not in TASKS:
         return [
             f"task.name={name!r} must be one of {list(TASKS)} (a task of your own: register it "
-            "in a module listed in `plugins`, see README 'Extending loralab')"
+            "in a module listed in `plugins`, see docs/extending.md)"
         ]
     entry = TASKS[name]
     errors = []

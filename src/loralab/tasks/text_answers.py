@@ -2,7 +2,7 @@
 
 The papers' format lists the options and trains a label (``The answer is B.``, ``the correct
 answer is answer2``): the model must bind the label to the option it names, which a small model
-does not learn from a few thousand questions even when it prefers the right text (README,
+does not learn from a few thousand questions even when it prefers the right text (docs/results.md,
 "Looking for a recipe the embedded model learns from"). Here the prompt is the task's cloze form
 (`Task.cloze`: the bare question, e.g. ``Question: ...\\nAnswer:``) and the target is the right
 option's text after a space, so what is learnt is the answer itself. Accuracy scores every
