@@ -11,7 +11,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from loralab.evaluation.scoring import answer_logits, choose_options, decision_token
+from loralab.evaluation.likelihood import option_loglikelihoods
+from loralab.evaluation.option_metrics import mean_stderr, option_picks, option_tables
+from loralab.evaluation.scoring import answer_logits, decision_token, predict_options
 from loralab.runs.checkpoints import rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class AdapterModule(L.LightningModule):
         self._micro_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self.run_identity: dict | None = None
         self.batches_done = 0  # training batches consumed: where the sampler resumes
+        self.test_records: list[dict] = []  # the last test pass, per question (predictions.jsonl)
         self._pending_rng = None
         self.strict_loading = False  # checkpoints hold the adapters only
 
@@ -172,21 +175,63 @@ class AdapterModule(L.LightningModule):
             self.log(f"lr/{group.get('name', i)}", group["lr"], batch_size=1)
 
     def _evaluate(self, batch, split: str):
+        """Loss, decision-token loss and accuracy, and the option picked under each metric
+        (`option_metrics.py`: ``acc``; where options are scored whole also ``acc_norm`` and
+        ``acc_per_token``), logged at the optimizer step the evaluated weights belong to.
+        On the test split each question's picks (and option scores) are kept for
+        predictions.jsonl (`test_records`)."""
         size = batch["input_ids"].shape[0]
         logits, targets, counts = answer_logits(self.model, batch)
         loss = F.cross_entropy(logits.float(), targets)
-        correct = (choose_options(self.model, batch, logits, counts) == batch["gold"]).float()
+        tables = None
+        if "option_row" in batch:  # options scored whole: every metric from one scoring
+            scores = option_loglikelihoods(self.model, batch)
+            picks = option_picks(scores, batch)
+            tables = option_tables(scores, batch) if split == "test" else None
+        else:  # one decision token per option
+            options = predict_options(
+                logits, counts, batch["option_offset"], batch["option_token_ids"]
+            )
+            picks = {"acc": options}
         decision_loss, decision_correct = decision_token(
             logits, targets, counts, batch["option_offset"], batch.get("decision_length")
         )
+        # Lightning logs an in-training validation before counting its step: "step" puts it at
+        # the step whose weights were evaluated, where test/gen_acc and checkpoints are
+        self.log("step", float(self.global_step), batch_size=size)
         self.log(f"{split}/loss", loss, batch_size=size, prog_bar=split == "val")
-        self.log(f"{split}/acc", correct.mean(), batch_size=size, prog_bar=split == "val")
+        tasks = batch.get("task")  # a split that mixes tasks: accuracy per task as well
+        for metric, chosen in picks.items():
+            correct = (chosen == batch["gold"]).float()
+            self.log(
+                f"{split}/{metric}",
+                correct.mean(),
+                batch_size=size,
+                prog_bar=split == "val" and metric == "acc",
+            )
+            for name in sorted(set(tasks or ())):
+                rows = [row for row, task in enumerate(tasks) if task == name]
+                self.log(f"{split}/{metric}/{name}", correct[rows].mean(), batch_size=len(rows))
         self.log(f"{split}/decision_loss", decision_loss.mean(), batch_size=size)
         self.log(f"{split}/decision_acc", decision_correct.mean(), batch_size=size)
-        tasks = batch.get("task")  # a split that mixes tasks: accuracy per task as well
-        for name in sorted(set(tasks or ())):
-            rows = [row for row, task in enumerate(tasks) if task == name]
-            self.log(f"{split}/acc/{name}", correct[rows].mean(), batch_size=len(rows))
+        if split == "test":
+            chosen = {metric: values.tolist() for metric, values in picks.items()}
+            for row, index in enumerate(batch["index"].tolist()):
+                record = {"index": index, "gold": int(batch["gold"][row])}
+                record["picks"] = {metric: values[row] for metric, values in chosen.items()}
+                record["options"] = None if tables is None else tables[row]
+                self.test_records.append(record)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_records = []
+
+    def on_test_epoch_end(self) -> None:
+        """Each metric's standard error over the test questions (lm-eval's ``*_stderr``)."""
+        for metric in self.test_records[0]["picks"] if self.test_records else ():
+            hits = [r["picks"][metric] == r["gold"] for r in self.test_records]
+            stderr = mean_stderr(hits)
+            if stderr is not None:
+                self.log(f"test/{metric}_stderr", stderr, batch_size=len(hits))
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")

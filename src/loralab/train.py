@@ -66,6 +66,7 @@ def run(cfg: DictConfig, run_dir: Path):
     )
     from loralab.runs.interrupt import StopOnSignal
     from loralab.runs.loggers import build_loggers, metrics_path
+    from loralab.runs.provenance import device_name, source_commit
     from loralab.tasks import build_task
 
     started = time.perf_counter()
@@ -149,6 +150,7 @@ def run(cfg: DictConfig, run_dir: Path):
                     evaluation["generate_split"],
                     evaluation["max_new_tokens"],
                     evaluation.get("generate_at_start", True),
+                    predictions_dir=run_dir / PREDICTIONS_DIR,
                 )
             )
         trainer = L.Trainer(
@@ -162,11 +164,19 @@ def run(cfg: DictConfig, run_dir: Path):
         with stop.watching():
             if checkpoint is None and cfg.evaluation.before_training:
                 trainer.test(module, datamodule=datamodule, verbose=False)
+                record_test(trainer, module, task, datamodule, run_dir)
+            if (
+                checkpoint is None
+                and evaluation["validate_at_start"]
+                and validates(datamodule, resolved["trainer"])
+            ):
+                trainer.validate(module, datamodule=datamodule, verbose=False)  # step 0
             trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         stop.raise_if_stopped()
         if saved is not None and saved["global_step"] >= trainer.max_steps:
             close_finished_loop(trainer)
         trainer.test(module, datamodule=datamodule, verbose=False)
+        record_test(trainer, module, task, datamodule, run_dir)
         for logger in loggers:
             logger.finalize("success")
 
@@ -178,6 +188,8 @@ def run(cfg: DictConfig, run_dir: Path):
             steps=trainer.global_step,
             precision=precision,
             wall_time_s=round(time.perf_counter() - started, 1),
+            device=device_name(resolved["trainer"].get("accelerator")),
+            commit=source_commit(),
             trainable_parameters=trainable,
             adapter_dir=str(adapter_dir),
             curves_png=str(curves),
@@ -190,6 +202,36 @@ def run(cfg: DictConfig, run_dir: Path):
         _close_wandb()
         lock.release()
     return summary, model
+
+
+PREDICTIONS_DIR = "predictions"
+
+
+def record_test(trainer, module, task, datamodule, run_dir: Path) -> None:
+    """``predictions/test_step<N>.jsonl``: the test pass just run, one line per question (its
+    picks under each metric and, where options are scored whole, each option's scores), so
+    any table can be recomputed and two runs compared question by question. Every process
+    evaluates the whole test split; the first writes it."""
+    from loralab.evaluation.predict import score_results
+    from loralab.evaluation.predictions_file import write_predictions
+
+    if not trainer.is_global_zero:
+        return
+    records = datamodule.records["test"]
+    by_index = {record["index"]: record for record in module.test_records}
+    rows = [by_index[i] for i in range(len(records))]
+    results = score_results(
+        task, records, [row["picks"] for row in rows], [row["options"] for row in rows]
+    )
+    folder = run_dir / PREDICTIONS_DIR
+    folder.mkdir(exist_ok=True)
+    write_predictions(folder / f"test_step{trainer.global_step}.jsonl", results)
+
+
+def validates(datamodule, trainer_cfg: dict) -> bool:
+    """Whether the run validates at all: a validation split, validation batches allowed."""
+    allowed = trainer_cfg.get("limit_val_batches", 1.0) != 0
+    return allowed and bool(datamodule.encoded.get("validation"))
 
 
 def close_finished_loop(trainer) -> None:
@@ -275,6 +317,7 @@ def take_run_dir(cfg: DictConfig, run_dir: Path, resumed_step: int | None):
 
 def run_summary(cfg: DictConfig, run_dir: Path) -> dict:
     """Test accuracy before and after (per task too on a mixed test split) from metrics.csv."""
+    from loralab.evaluation.option_metrics import METRICS
     from loralab.runs.loggers import before_and_after, before_and_after_by_task, metrics_path
 
     before, after = before_and_after(metrics_path(run_dir), "test/acc")
@@ -286,6 +329,18 @@ def run_summary(cfg: DictConfig, run_dir: Path) -> dict:
         "run_dir": str(run_dir),
         "metrics_csv": str(metrics_path(run_dir)),
     }
+    # each metric the run logged, with its standard error over the test questions
+    test = {}
+    for metric in METRICS:
+        for name in (metric, f"{metric}_stderr"):
+            first, last = before_and_after(metrics_path(run_dir), f"test/{name}")
+            if last is not None:
+                test[name] = {"before": None if before is None else first, "after": last}
+    summary["test_metrics"] = test
+    folder = run_dir / PREDICTIONS_DIR
+    summary["predictions"] = (
+        sorted(p.name for p in folder.glob("*.jsonl")) if folder.is_dir() else []
+    )
     if by_task:  # a mixed test split: each task's accuracy and their plain mean (the papers')
         summary["test_acc_by_task"] = {
             name: {"before": None if before is None else first, "after": last}
@@ -352,10 +407,17 @@ def _close_wandb() -> None:
 
 def format_summary(summary: dict) -> str:
     """The short table printed at the end of a run."""
-    before = summary["test_acc_before"]
     rows = [
-        ("test accuracy before", "n/a" if before is None else f"{100 * before:.1f}%"),
-        ("test accuracy after", f"{100 * summary['test_acc_after']:.1f}%"),
+        ("test accuracy before", _metric_cell(summary, "acc", "before")),
+        ("test accuracy after", _metric_cell(summary, "acc", "after")),
+        *[
+            (
+                f"  {metric} before -> after",
+                " -> ".join(_metric_cell(summary, metric, w) for w in ("before", "after")),
+            )
+            for metric in ("acc_norm", "acc_per_token")
+            if metric in summary.get("test_metrics", {})
+        ],
         *_by_task_rows(summary),
         ("steps", str(summary["steps"])),
         *_dropped_rows(summary),
@@ -371,6 +433,18 @@ def format_summary(summary: dict) -> str:
     lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
     rule = "-" * (width + 4 + max(len(v) for _, v in rows))
     return "\n".join([rule, f"  loralab run: {summary['run_name']}", rule, *lines, rule])
+
+
+def _metric_cell(summary: dict, metric: str, when: str) -> str:
+    """``59.0% ± 4.9``: a test metric before or after training, with its standard error."""
+    logged = summary.get("test_metrics", {})
+    value = logged.get(metric, {}).get(when)
+    if value is None and metric == "acc":
+        value = summary[f"test_acc_{when}"]
+    if value is None:
+        return "n/a"
+    stderr = logged.get(f"{metric}_stderr", {}).get(when)
+    return f"{100 * value:.1f}%" + ("" if stderr is None else f" ± {100 * stderr:.1f}")
 
 
 def _dropped_rows(summary: dict) -> list[tuple[str, str]]:

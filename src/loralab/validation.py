@@ -361,6 +361,7 @@ TYPED_KEYS = {
     "evaluation.router_stats_every": (_whole(0), "an integer >= 0"),
     "evaluation.generate_at_start": (_is_bool, "true or false"),
     "evaluation.before_training": (_is_bool, "true or false"),
+    "evaluation.validate_at_start": (_is_bool, "true or false"),
     "evaluation.router_stats_per_layer": (_is_bool, "true or false"),
     "debug.nan_at_step": (_whole(1, True), "null or an integer >= 1"),
     "debug.kill_at_step": (_whole(1, True), "null or an integer >= 1"),

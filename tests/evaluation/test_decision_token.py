@@ -48,6 +48,8 @@ def test_runs_log_decision_token_curves(tmp_path):
     run(cfg, tmp_path)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert metrics.dropna(subset=["train/decision_loss"])["step"].tolist() == [0, 1, 2, 3]
-    assert len(metrics["val/decision_acc"].dropna()) == 2
+    # at step 0 (before training, as the reference) and after steps 2 and 4, each at the step
+    # whose weights it evaluated
+    assert metrics.dropna(subset=["val/decision_acc"])["step"].tolist() == [0, 2, 4]
     full, decision = metrics["train/loss"].dropna(), metrics["train/decision_loss"].dropna()
     assert (decision.to_numpy() != full.to_numpy()).all()  # one token, not the mean of all

@@ -1,6 +1,8 @@
 """The paper's accuracy curve: generate-mode test accuracy at step 0 and every N optimizer
 steps (counted under accumulation), unparsable outputs counted."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -43,6 +45,14 @@ def test_generate_accuracy_curve_at_its_cadence(tmp_path):
     assert rows["test/gen_acc"].iloc[-1] == pytest.approx(sum(r["correct"] for r in results) / 12)
     unparsable = sum(r["prediction"] is None for r in results) / 12
     assert rows["test/gen_unparsable"].iloc[-1] == pytest.approx(unparsable)
+    # each measurement's per-problem record: the generated text, its parse and its pick
+    folder = tmp_path / "predictions"
+    names = sorted(p.name for p in folder.glob("test_generate_step*.jsonl"))
+    assert names == [f"test_generate_step{s}.jsonl" for s in (0, 2, 4)]
+    lines = [json.loads(x) for x in (folder / "test_generate_step4.jsonl").read_text().splitlines()]
+    assert [x["output"] for x in lines] == [r["output"] for r in results]
+    hits = [x["picks"]["generate"] == x["gold_index"] for x in lines]
+    assert sum(hits) / 12 == pytest.approx(rows["test/gen_acc"].iloc[-1])
 
 
 @pytest.mark.parametrize("accumulate", [1, 2])

@@ -95,7 +95,7 @@ def test_summary_reports_each_metric_with_lm_evals_stderr(tokenizer):
     for i, (_, options, gold) in enumerate(QUESTIONS * 3):
         pick = {metric: picks[metric][i % len(QUESTIONS)] for metric in METRICS}
         labels = "ABC"[: len(options)]
-        prediction = labels[pick["acc_per_token"]]
+        prediction = labels[pick["acc"]]
         results.append(
             {
                 "gold": labels[gold],
@@ -110,8 +110,8 @@ def test_summary_reports_each_metric_with_lm_evals_stderr(tokenizer):
         outcomes = [float(r["picks"][metric] == r["gold_index"]) for r in results]
         assert overall[metric] == pytest.approx(sum(outcomes) / len(outcomes))
         assert overall[f"{metric}_stderr"] == pytest.approx(lm_eval_stderr(outcomes))
-    assert overall["acc"] == overall["acc_norm"] == pytest.approx(2 / 3)
-    assert overall["accuracy"] == overall["acc_per_token"] == pytest.approx(1 / 3)
+    assert overall["accuracy"] == overall["acc"] == overall["acc_norm"] == pytest.approx(2 / 3)
+    assert overall["acc_per_token"] == pytest.approx(1 / 3)
     table = to_markdown(summarize(results), "t")
     assert "| group | n | acc | acc_norm | acc_per_token | unparsable |" in table
     se = [f"{100 * lm_eval_stderr(hits * 3):.1f}" for hits in ([0, 1, 1], [0, 1, 0])]

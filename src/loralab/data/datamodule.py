@@ -33,11 +33,13 @@ class Item(NamedTuple):
     task: str | None = None
     decision_length: int = 1
     options: tuple[Option, ...] = ()
+    index: int = -1  # its record's place in ``records[split]``: per-question results join there
 
 
 class TaskDataModule(L.LightningDataModule):
     """Right-padded batches (input_ids, attention_mask, labels) plus what option scoring needs:
-    option_offset, option_token_ids and the gold option index; where options are scored whole,
+    option_offset, option_token_ids, the gold option index and each row's record ``index``
+    (its place in ``records[split]``); where options are scored whole,
     decision_length and the options themselves (`option_batch`: each distinct context once,
     each option's own tokens, whose and which option each is); in a split that mixes tasks,
     also ``task``: each row's task name (a list of str).
@@ -80,6 +82,7 @@ class TaskDataModule(L.LightningDataModule):
                 )
             if dropped:
                 log.warning("%s/%s: dropped %d over-long examples", self.task.name, split, dropped)
+            items = [item._replace(index=i) for i, item in enumerate(items)]
             names = [self.task.groups(record).get("task") for record in kept]
             if len(set(names)) > 1:
                 items = [item._replace(task=name) for item, name in zip(items, names, strict=True)]
@@ -142,6 +145,7 @@ class TaskDataModule(L.LightningDataModule):
         batch["option_offset"] = torch.tensor([item.option_offset for item in items])
         batch["option_token_ids"] = option_ids
         batch["gold"] = torch.tensor([item.gold for item in items])
+        batch["index"] = torch.tensor([item.index for item in items])
         if items[0].options:  # whole options: the decision is the answer text's tokens
             batch["decision_length"] = torch.tensor([item.decision_length for item in items])
         if with_options and items[0].options:

@@ -5,18 +5,21 @@ parsing them (exactly one ``The answer is X.``), every 100 optimizer steps and b
 Score-mode accuracy (``test/acc``, ``val/acc``) is cheaper and cannot fail to parse; this curve
 is the one the paper draws. Logged as ``{split}/gen_acc`` and ``{split}/gen_unparsable`` (the
 share of outputs the parser could not read, counted wrong) at the number of optimizer steps
-taken: step 0 is the untrained model.
+taken: step 0 is the untrained model. Each measurement's per-problem record (generated text,
+parse, pick) goes to ``<predictions_dir>/<split>_generate_step<N>.jsonl``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
 from loralab.evaluation.predict import predict_split
+from loralab.evaluation.predictions_file import write_predictions
 
 log = logging.getLogger("loralab")
 
@@ -31,10 +34,12 @@ class GenerateAccuracy(Callback):
         split: str = "test",
         max_new_tokens: int = 10,
         at_start: bool = True,
+        predictions_dir: Path | None = None,
     ):
         self.task, self.tokenizer, self.data_cfg = task, tokenizer, dict(data_cfg)
         self.every, self.split, self.max_new_tokens = every, split, max_new_tokens
         self.at_start = at_start
+        self.predictions_dir = predictions_dir  # each measurement's per-problem record, if set
         self._measured_at: int | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -65,6 +70,10 @@ class GenerateAccuracy(Callback):
                 self.data_cfg,
                 self.max_new_tokens,
             )
+        if self.predictions_dir is not None:
+            self.predictions_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{self.split}_generate_step{trainer.global_step}.jsonl"
+            write_predictions(self.predictions_dir / name, results)
         total = len(results) + dropped  # a dropped over-long prompt counts as wrong
         accuracy = sum(r["correct"] for r in results) / total
         unparsable = sum(r["prediction"] is None for r in results) / total

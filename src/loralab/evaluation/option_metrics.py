@@ -37,6 +37,24 @@ def option_picks(scores: OptionScores, batch: dict[str, torch.Tensor]) -> dict[s
     return {metric: best_options(values[metric].float(), batch) for metric in METRICS}
 
 
+def option_tables(scores: OptionScores, batch: dict[str, torch.Tensor]) -> list[list[dict]]:
+    """Per question of ``batch``, its options in order, each with what its picks are made
+    from: summed log-likelihood, tokens, characters and UTF-8 bytes (predictions.jsonl)."""
+    columns = [
+        scores.loglik.tolist(),
+        scores.tokens.tolist(),
+        scores.n_chars.tolist(),
+        scores.n_bytes.tolist(),
+        batch["option_row"].tolist(),
+        batch["option_index"].tolist(),
+    ]
+    questions: dict[int, dict[int, dict]] = {}
+    for loglik, tokens, chars, n_bytes, row, index in zip(*columns, strict=True):
+        option = {"loglik": loglik, "tokens": tokens, "chars": chars, "bytes": n_bytes}
+        questions.setdefault(row, {})[index] = option
+    return [[options[i] for i in sorted(options)] for _, options in sorted(questions.items())]
+
+
 def mean_stderr(outcomes: list[bool]) -> float | None:
     """The standard error of the mean of 0/1 ``outcomes`` (None below two: undefined)."""
     n = len(outcomes)

@@ -8,8 +8,7 @@ on the task's text form (`with_answer_form`). Each result names the gold and pre
 (``B``, ``answer2``, ...), so all modes report alike. Score and cloze results also hold the
 option picked under each metric (``picks``: ``acc``, and where options are scored whole
 ``acc_norm`` and ``acc_per_token``, `option_metrics.py`) and, for whole options, each option's
-scores; ``prediction`` is the pick loralab has always reported (``acc_per_token`` for whole
-options). Score and cloze batches are questions of similar length (less padding), as are
+scores; ``prediction`` (and ``correct``, ``accuracy``) is the ``acc`` pick. Score and cloze batches are questions of similar length (less padding), as are
 generate mode's.
 """
 
@@ -24,7 +23,7 @@ import torch
 from loralab.data.datamodule import TaskDataModule
 from loralab.evaluation.generation import generate_answers, progress_bar
 from loralab.evaluation.likelihood import option_loglikelihoods
-from loralab.evaluation.option_metrics import option_picks
+from loralab.evaluation.option_metrics import option_picks, option_tables
 from loralab.evaluation.scoring import choose_options
 from loralab.tasks import Task
 from loralab.tasks.text_answers import with_answer_form
@@ -78,7 +77,7 @@ def _score(model, tokenizer, task, split, data_cfg, label, progress) -> tuple[li
             if "option_row" in batch:  # options scored whole
                 option_scores = option_loglikelihoods(model, batch)
                 chosen = option_picks(option_scores, batch)
-                for row, table in zip(rows, _per_question(option_scores, batch), strict=True):
+                for row, table in zip(rows, option_tables(option_scores, batch), strict=True):
                     scores[row] = table
             else:  # one decision token per option: its logit is the only score
                 chosen = {"acc": choose_options(model, batch)}
@@ -86,33 +85,23 @@ def _score(model, tokenizer, task, split, data_cfg, label, progress) -> tuple[li
             for i, row in enumerate(rows):
                 picks[row] = {metric: values[i] for metric, values in chosen.items()}
             bar.update(len(rows))
-    records = datamodule.records[split]
+    results = score_results(task, datamodule.records[split], picks, scores)
+    return results, datamodule.dropped[split]
+
+
+def score_results(
+    task: Task, records: list[dict], picks: list[dict[str, int]], tables: list[list[dict] | None]
+) -> list[dict]:
+    """One result per record from its option picks (metric -> option index) and, where options
+    are scored whole, its options' scores (`option_metrics.option_tables`; else None)."""
     results = []
-    for record, pick, table in zip(records, picks, scores, strict=True):
-        shown = pick.get("acc_per_token", pick["acc"])
-        result = _result(task, record, task.option_labels(record)[shown], None)
+    for record, pick, table in zip(records, picks, tables, strict=True):
+        result = _result(task, record, task.option_labels(record)[pick["acc"]], None)
         result["picks"] = pick
         if table is not None:
             result["option_scores"] = table
         results.append(result)
-    return results, datamodule.dropped[split]
-
-
-def _per_question(scores, batch) -> list[list[dict]]:
-    """Each question's options in order: summed log-likelihood, tokens, characters, bytes."""
-    columns = [
-        scores.loglik.tolist(),
-        scores.tokens.tolist(),
-        scores.n_chars.tolist(),
-        scores.n_bytes.tolist(),
-        batch["option_row"].tolist(),
-        batch["option_index"].tolist(),
-    ]
-    questions: dict[int, dict[int, dict]] = {}
-    for loglik, tokens, chars, n_bytes, row, index in zip(*columns, strict=True):
-        option = {"loglik": loglik, "tokens": tokens, "chars": chars, "bytes": n_bytes}
-        questions.setdefault(row, {})[index] = option
-    return [[options[i] for i in sorted(options)] for _, options in sorted(questions.items())]
+    return results
 
 
 def _generate(

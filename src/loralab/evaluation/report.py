@@ -12,8 +12,8 @@ answer to nearly every question and scores the majority rate).
 Score and cloze results also give each row lm-eval's metrics with their standard errors
 (``acc``, ``acc_stderr``, ...; `option_metrics.py`): in the label form ``acc`` is the decision
 token's pick (one token per option, so there is nothing to normalise) and equals ``accuracy``;
-where options are scored whole ``acc_norm`` and ``acc_per_token`` join it, and ``accuracy``
-stays the per-token figure loralab reported before.
+where options are scored whole ``acc_norm`` and ``acc_per_token`` join it; ``accuracy`` is
+``acc``.
 """
 
 from __future__ import annotations
@@ -131,8 +131,7 @@ _METRIC_NOTE = (
     "questions.",
     "acc: highest summed log-likelihood; acc_norm: highest log-likelihood per character of the "
     "option text (lm-eval's acc and acc_norm); acc_per_token: highest mean log-probability per "
-    "token (loralab's figure before, `accuracy` in eval.json); ± one standard error over "
-    "questions.",
+    "token; ± one standard error over questions.",
 )
 
 

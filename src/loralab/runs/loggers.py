@@ -156,7 +156,9 @@ class MetricsFileError(ValueError):
 
 def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
     """Drop rows logged at or after ``from_step`` (written after the checkpoint a run resumes
-    from), so a resumed run's CSV holds every step exactly once. Kept lines are written back
+    from), so a resumed run's CSV holds every step exactly once; a validation row at
+    ``from_step`` stays: it evaluates the checkpoint's own weights (logged at its step, run
+    after the save) and a resumed run does not repeat it. Kept lines are written back
     byte for byte (no re-typing through a table); a line that is not a row of this file is an
     error naming it, except an unterminated last line, which a kill mid-write leaves (dropped
     with a warning)."""
@@ -192,7 +194,7 @@ def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
                 f"{metrics_csv}: line {number} is not a row of this file ({len(fields)} fields, "
                 f"header {len(header)}; step {step!r}); repair or remove that line, then resume"
             )
-        if int(step) < from_step:
+        if int(step) < from_step or (int(step) == from_step and _validation_row(header, fields)):
             kept.append(line)
     if len(kept) == 1:
         metrics_csv.unlink()
@@ -204,6 +206,12 @@ def truncate_metrics(metrics_csv: Path, from_step: int) -> None:
 
 
 TASK_ACCURACY = "test/acc/"  # + a task's name: its share of a mixed test split
+
+
+def _validation_row(header: list[str], fields: list[str]) -> bool:
+    """Whether a metrics row holds validation metrics only (besides step and epoch)."""
+    logged = [name for name, value in zip(header, fields, strict=True) if value != ""]
+    return all(name in ("step", "epoch") or name.startswith("val/") for name in logged)
 
 
 def before_and_after(metrics_csv: Path, column: str) -> tuple[float | None, float | None]:
