@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+
+from loralab.runs.provenance import device_name
 
 CLOCKS = ("wall", "cpu")
 
@@ -173,13 +173,7 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
 
 def cpu_name() -> str:
     """The CPU's model name (as `lscpu` shows it) and core count."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
+    return device_name("cpu")
 
 
 def load_average() -> list[float] | None:

@@ -43,7 +43,7 @@ def test_tiny_run_writes_every_output(tiny_run):
     metrics = pd.read_csv(run_dir / "metrics.csv")
     train_rows = metrics.dropna(subset=["train/loss"])
     assert train_rows["step"].tolist() == list(range(20))
-    assert metrics["val/acc"].notna().sum() == 2  # at steps 10 and 20
+    assert metrics.dropna(subset=["val/acc"])["step"].tolist() == [0, 10, 20]
     assert metrics["test/acc"].notna().sum() == 2  # before and after training
     assert (run_dir / "curves.png").stat().st_size > 10_000
     config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
@@ -128,6 +128,12 @@ def test_unknown_key_is_refused(tmp_path):
     assert done.returncode != 0 and "rnak" in done.stderr
 
 
+def curves_table_rows(accuracy_md) -> list[str]:
+    """The rows of accuracy.md's table from the logged curves (after its header)."""
+    text = accuracy_md.read_text().split("From the logged curves")[1]
+    return [line for line in text.splitlines() if line.startswith("|")][2:]
+
+
 def test_figures_cli_draws_runs_and_table(tiny_run, tmp_path):
     run_dir, *_ = tiny_run
     figures([str(run_dir), "--out", str(tmp_path / "fig")])
@@ -138,7 +144,10 @@ def test_figures_cli_draws_runs_and_table(tiny_run, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert f"{100 * summary['test_acc_after']:.1f}" in table
     losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist()
-    assert len(losses) == 20 and f"{sum(losses) / 20:.3f} ± 0.000" in table  # TAIL_STEPS = 20
+    assert len(losses) == 20 and f"| {sum(losses) / 20:.3f} |" in table  # TAIL_STEPS = 20
+    for name in ("runs.csv", "claims.md"):  # the run's per-question records, read back
+        assert (tmp_path / "fig" / name).is_file()
+    assert "demo, label answer form, tiny_llama, 20 steps, 100 test questions" in table
 
 
 def test_figure_curves_smooth_each_run_then_take_mean_and_spread():
@@ -174,11 +183,11 @@ def test_accuracy_table_reports_gain_generate_accuracy_and_decision_loss():
         "run",
         "2",
         "40.0 ± 0.0",
-        "55.0 ± 5.0",
-        "15.0 ± 5.0",
+        "55.0 ± 7.1",  # the sample standard deviation over seeds
+        "15.0 ± 7.1",
         "10.0 ± 0.0",  # the step-0 generate accuracy
-        "40.0 ± 10.0",
-        "1.500 ± 0.500",
+        "40.0 ± 14.1",
+        "1.500 ± 0.707",
         "0.667 ± 0.000",
         "20",
     ]
@@ -231,9 +240,9 @@ def test_figures_average_seeds_and_read_offline_wandb_runs(tiny_run, tmp_path):
     assert list(group_by_seed([load_run(run_dir), (name, frame, summary)])) == [name[:-3]]
 
     figures([str(run_dir), str(seed1), "--out", str(tmp_path / "fig")])
-    row = (tmp_path / "fig" / "accuracy.md").read_text().splitlines()[2]
+    row = curves_table_rows(tmp_path / "fig" / "accuracy.md")[0]
     after = json.loads((run_dir / "summary.json").read_text())["test_acc_after"]
-    mean, std = 100 * (after + 1.0) / 2, 100 * abs(1.0 - after) / 2
+    mean, std = 100 * (after + 1.0) / 2, 100 * abs(1.0 - after) / 2**0.5
     assert "| 2 |" in row and f"{mean:.1f} ± {std:.1f}" in row
 
 
@@ -353,11 +362,11 @@ def test_a_baseline_fills_the_before_of_runs_that_did_not_measure_it(tmp_path):
     runs = [("run-s0", frame, {"test_acc_before": None, "test_acc_after": 0.276})]
     cells = accuracy_table({"run": runs}, baseline).splitlines()[2].strip("|").split("|")
     assert [c.strip() for c in cells[2:7]] == [
-        "22.0 ± 0.0",
-        "27.6 ± 0.0",
-        "5.6 ± 0.0",
-        "1.4 ± 0.0",
-        "30.0 ± 0.0",
+        "22.0",  # one seed: no spread
+        "27.6",
+        "5.6",
+        "1.4",
+        "30.0",
     ]
     assert "n/a" in accuracy_table({"run": runs}).splitlines()[2]  # without it: unknown
     (tmp_path / "adapted").mkdir()
@@ -386,11 +395,11 @@ def test_a_run_eval_fills_the_after_a_run_did_not_log(tmp_path, capsys):
         (run / "gen" / "eval.json").write_text(json.dumps(result))
     runs = [str(tmp_path / "run-s0"), str(tmp_path / "run-s1")]
     main([*runs, "--run-eval", "gen", "--out", str(tmp_path / "figs")])
-    row = (tmp_path / "figs" / "accuracy.md").read_text().splitlines()[2]
+    row = curves_table_rows(tmp_path / "figs" / "accuracy.md")[0]
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[0] == "run" and cells[3] == "60.0 ± 0.0" and cells[6] == "45.0 ± 5.0"
+    assert cells[0] == "run" and cells[3] == "60.0 ± 0.0" and cells[6] == "45.0 ± 7.1"
     main([*runs, "--out", str(tmp_path / "plain")])  # without --run-eval: not measured
-    assert "n/a" in (tmp_path / "plain" / "accuracy.md").read_text().splitlines()[2]
+    assert "n/a" in curves_table_rows(tmp_path / "plain" / "accuracy.md")[0]
     capsys.readouterr()
     (tmp_path / "run-s1" / "gen" / "eval.json").write_text(
         json.dumps({"config": {"mode": "generate", "adapter_dir": "other/adapter"}})

@@ -50,6 +50,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
     from loralab.precision import forward_context, resolve_device, resolve_precision
+    from loralab.runs.provenance import device_name, source_commit
     from loralab.tasks import build_task
     from loralab.tasks.sources import DataError
     from loralab.tasks.text_answers import with_answer_form
@@ -100,6 +101,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "overrides": _command_line(),
         "summary": summary,
         "device": str(device),
+        "device_name": device_name("cpu" if device.type == "cpu" else None),
+        "commit": source_commit(),
         "precision": precision,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "records": [_without_scores(result) for result in results],

@@ -5,10 +5,17 @@ that differ only in the seed (the ``-s<seed>`` suffix of the run name), and draw
 figures, each as PNG and PDF: ``runs`` (Figure 2's layout: training loss, eval loss and
 accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel per group,
 i.e. per optimizer in an optimizer grid, the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
-band. Also writes ``accuracy.md``: test accuracy and final training loss, mean and standard
-deviation over seeds, and for runs on a test split that mixes tasks (the commonsense mix)
-``per_task.md``: each task's test accuracy and their mean. Every run also draws its own
-``curves.png`` here (`plot_run_curves`).
+band. Every figure is titled with the task, answer form, model, steps and test size.
+
+From the runs' per-question records (`runs/records.py`) it writes ``runs.csv`` (one row per
+run: variant, seed, steps, answer form, test size, acc/acc_norm/acc_per_token before and after
+with their standard errors, generate-mode accuracy, losses, wall time, device, commit) and
+``claims.md`` (each of the papers' comparisons this grid holds, paired on the same questions,
+with its 95 % interval and verdict: `runs/claims.py`). ``accuracy.md`` gives each group's
+accuracy, mean ± sample standard deviation over seeds with the 95 % interval over seeds and
+questions, then what the curves hold (generate-mode accuracy, losses); for runs on a test split
+that mixes tasks (the commonsense mix) ``per_task.md``: each task's test accuracy and their
+mean. Every run also draws its own ``curves.png`` here (`plot_run_curves`).
 """
 
 from __future__ import annotations
@@ -157,7 +164,7 @@ def figure2_panels(groups: dict[str, list]) -> list[tuple[str, str]]:
     return [p for p in PANELS if any(p[0] in f for runs in groups.values() for _, f, _ in runs)]
 
 
-def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
+def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1, title: str = "") -> list[Path]:
     """Figure 2's layout: training loss (smoothed), eval loss and accuracy over steps, then
     the loss of the token that decides the answer, in training and evaluation (the training
     loss is mostly the answer format, learnt within a few steps)."""
@@ -173,10 +180,13 @@ def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
         ax.set(xlabel="step", ylabel=_loss_label(smooth) if column == "train/loss" else label)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
     return _save(fig, out_dir, "runs")
 
 
-def draw_train_loss(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> list[Path]:
+def draw_train_loss(
+    groups: dict[str, list], out_dir: Path, smooth: int = 1, title: str = ""
+) -> list[Path]:
     """Figure 3's layout: training loss, one panel per group, the other groups in grey."""
     curves = {
         name: (curve(frames, "train/loss", smooth), len(frames))
@@ -195,6 +205,7 @@ def draw_train_loss(groups: dict[str, list], out_dir: Path, smooth: int = 1) -> 
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel(_loss_label(smooth))
+    fig.suptitle(title)
     return _save(fig, out_dir, "train_loss")
 
 
@@ -239,14 +250,13 @@ def _eval_json(file: Path, argument: str) -> dict:
 
 
 def _accuracy(result: dict, file: Path, argument: str) -> float:
-    """The overall accuracy of a loralab-eval result; ValueError naming the file if it has none.
-    Where options are scored whole this is ``acc_per_token`` (what training logs as its
-    accuracy, so a baseline compares like with like), not lm-eval's ``acc``/``acc_norm``."""
+    """The overall accuracy of a loralab-eval result (``acc``, what training logs as its
+    accuracy); ValueError naming the file if it has none."""
     summary = result.get("summary")
     overall = summary.get("overall") if isinstance(summary, dict) else None
     accuracy = None
     if isinstance(overall, dict):
-        accuracy = overall.get("acc_per_token", overall.get("accuracy"))
+        accuracy = overall.get("acc", overall.get("accuracy"))
     if not isinstance(accuracy, int | float) or isinstance(accuracy, bool):
         raise ValueError(
             f"{argument}: {file} has no summary.overall.accuracy (not a loralab-eval eval.json)"
@@ -299,8 +309,13 @@ def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
 
 
 def _mean_std(values: list[float | None], scale: float, digits: int) -> str:
+    """Mean ± the sample standard deviation over seeds (the mean alone for one seed)."""
     known = pd.Series([scale * v for v in values if v is not None], dtype=float)
-    return "n/a" if known.empty else f"{known.mean():.{digits}f} ± {known.std(ddof=0):.{digits}f}"
+    if known.empty:
+        return "n/a"
+    if len(known) == 1:
+        return f"{known.iloc[0]:.{digits}f}"
+    return f"{known.mean():.{digits}f} ± {known.std(ddof=1):.{digits}f}"
 
 
 def final_train_loss(frame: pd.DataFrame, last: int = TAIL_STEPS) -> float | None:
@@ -317,7 +332,7 @@ def last_value(frame: pd.DataFrame, column: str) -> float | None:
 
 
 def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = None) -> str:
-    """Per group, mean ± std over seeds (population std): score-mode test accuracy (%) before
+    """Per group, mean ± sample std over seeds, from the logged curves: score-mode test accuracy (%) before
     and after training and its gain, generate-mode test accuracy (%) before and at the end (the
     paper's measure; n/a unless evaluation.generate_every was set or a --run-eval measured
     it), the last validation decision-token loss and the final training loss. A run that did
@@ -360,6 +375,63 @@ def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = 
     return "\n".join(lines) + "\n"
 
 
+def evidence(
+    groups: dict[str, list], records: dict[str, list], experiment: str, out: Path
+) -> tuple[str, str]:
+    """From the runs' per-question records: ``runs.csv`` (one row per run) and ``claims.md``
+    (each claim the grid can test, paired); returns (the title of this grid's tables, the
+    records table: acc and acc_norm before and after, mean ± sample std over seeds and the 95 %
+    interval over seeds and questions)."""
+    from loralab.runs.claims import accuracy_cells, claims_markdown, paired_claims
+    from loralab.runs.records import runs_row, write_runs_csv
+
+    rows = []
+    for name, runs in groups.items():
+        for (_, frame, _), record in zip(runs, records[name], strict=True):
+            values = {
+                "gen_acc_before": generate_before(frame),
+                "gen_acc_after": last_value(frame, "test/gen_acc"),
+                "val_decision_loss": last_value(frame, "val/decision_loss"),
+                "train_loss_final": final_train_loss(frame),
+            }
+            if values["gen_acc_after"] is None and record.generate_after:
+                hits = list(record.generate_after.values())
+                values["gen_acc_after"] = sum(hits) / len(hits)
+            rows.append(runs_row(record, experiment, name, values))
+    write_runs_csv(out / "runs.csv", rows)
+    title = grid_title(rows)
+    claims = paired_claims(records)
+    (out / "claims.md").write_text(
+        f"### {experiment}: {title}\n\n" + claims_markdown(claims, title)
+    )
+    lines = [
+        "| run | seeds | acc before | acc after | acc_norm before | acc_norm after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, members in records.items():
+        cells = [
+            accuracy_cells(members, metric, when)
+            for metric in ("acc", "acc_norm")
+            for when in ("before", "after")
+        ]
+        lines.append(f"| {name} | {len(members)} | {' | '.join(cells)} |")
+    return title, "\n".join(lines) + "\n"
+
+
+def grid_title(rows: list[dict]) -> str:
+    """``task, answer form, model, steps, test size`` of a grid's runs (each value once; a
+    grid that mixes values lists them)."""
+
+    def values(key: str) -> str:
+        found = sorted({str(row[key]) for row in rows if row.get(key) not in (None, "")})
+        return "/".join(found) if found else "?"
+
+    return (
+        f"{values('task')}, {values('answer_form')} answer form, {values('model')}, "
+        f"{values('steps')} steps, {values('test_size')} test questions"
+    )
+
+
 def per_task_table(groups: dict[str, list]) -> str | None:
     """Per group, mean ± std over seeds of each task's test accuracy (%) after training and of
     their plain mean (MoSLoRA's table); first row: the untrained model, from the runs' "before"
@@ -400,9 +472,12 @@ def per_task_table(groups: dict[str, list]) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="loralab-figures",
-        description="Loss/accuracy curves (mean and spread over seeds) and an accuracy table: "
-        "runs.png/pdf (Figure 2 layout), train_loss.png/pdf (Figure 3 layout), accuracy.md, "
-        "and per_task.md for runs on a mixed test split (the commonsense mix).",
+        description="Loss/accuracy curves (mean and spread over seeds) and the grid's evidence: "
+        "runs.png/pdf (Figure 2 layout), train_loss.png/pdf (Figure 3 layout), runs.csv (one "
+        "row per run), claims.md (the papers' comparisons, paired on the same questions, with "
+        "95% intervals and verdicts: holds, reversed, not resolved at this size), accuracy.md "
+        "(mean ± sample std over seeds, 95% interval over seeds and questions) and per_task.md "
+        "for runs on a mixed test split (the commonsense mix).",
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, help="loralab run directories")
     parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
@@ -430,6 +505,10 @@ def main(argv: list[str] | None = None) -> None:
         "adapter: the 'after' of a mode the run did not log, e.g. generate mode after "
         "evaluation.generate_every=0 (repeat for several)",
     )
+    parser.add_argument(
+        "--experiment",
+        help="the grid's name in runs.csv and the tables (default: the --out folder's name)",
+    )
     args = parser.parse_args(argv)
     if args.smooth < 1:
         parser.error(f"--smooth {args.smooth}: must be an integer >= 1")
@@ -448,10 +527,37 @@ def main(argv: list[str] | None = None) -> None:
         print(f"loralab-figures: {err}", file=sys.stderr)
         sys.exit(2)
     groups = group_by_seed(runs)
-    paths = draw(groups, args.out, args.smooth) + draw_train_loss(groups, args.out, args.smooth)
-    table = accuracy_table(groups, baseline)
+    from loralab.runs.records import read_baseline, read_run
+
+    before = read_baseline(args.baseline)
+    where = {id(run): run_dir for run_dir, run in zip(args.run_dirs, runs, strict=True)}
+    records = {
+        name: [
+            read_run(where[id(run)], run[0], run[1], run[2], tuple(args.run_eval), before)
+            for run in members
+        ]
+        for name, members in groups.items()
+    }
+    experiment = args.experiment or args.out.resolve().name
+    try:
+        title, evidence_table = evidence(groups, records, experiment, args.out)
+    except ValueError as err:
+        print(f"loralab-figures: {err}", file=sys.stderr)
+        sys.exit(2)
+    paths = draw(groups, args.out, args.smooth, title) + draw_train_loss(
+        groups, args.out, args.smooth, title
+    )
+    table = (
+        f"### {experiment}: {title}\n\n"
+        "From the per-question records (mean ± sample std over seeds [95 % interval over seeds "
+        "and questions], points):\n\n"
+        + evidence_table
+        + "\nFrom the logged curves (mean ± sample std over seeds):\n\n"
+        + accuracy_table(groups, baseline)
+    )
     (args.out / "accuracy.md").write_text(table)
     print(table)
+    print((args.out / "claims.md").read_text())
     by_task = per_task_table(groups)
     if by_task is not None:
         (args.out / "per_task.md").write_text(by_task)

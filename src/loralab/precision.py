@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from collections.abc import Mapping
@@ -221,13 +220,9 @@ def _load_average() -> float:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from loralab.runs.provenance import cpu_name
+
+    return cpu_name()
 
 
 def _cache_file() -> Path:

@@ -1,0 +1,155 @@
+"""loralab-figures' evidence: runs.csv, claims.md and accuracy tables with intervals, from the
+runs' per-question records; paired verdicts on a constructed grid whose answer is known, and on
+real tiny runs, recomputed here from their predictions files."""
+
+import csv
+import json
+
+import numpy as np
+import yaml
+
+from loralab.figures import main as figures_main
+
+
+def fake_run(folder, optimizer, seed, right, questions=300, before_right=100):
+    """A run directory as loralab-train leaves it, with per-question records: its first
+    ``right`` questions answered right after training, ``before_right`` before."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "predictions").mkdir()
+    config = {
+        "seed": seed,
+        "adapter": {"kind": "moe_lora"},
+        "optimizer": {"name": optimizer},
+        "task": {"name": "arc_e", "answer_form": "text"},
+        "model": {"name": "smollm2_135m", "pretrained": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+    }
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "metrics.csv").write_text("step,train/loss\n0,2.0\n9,1.0\n")
+    name = f"arc_e-moe_lora-{optimizer}-s{seed}"
+    summary = {"run_name": name, "steps": 10, "device": "test CPU (2 cores)", "commit": "abc1234"}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    for step, count in ((0, before_right), (10, right)):
+        lines = []
+        for q in range(questions):
+            pick = 0 if q < count else 1  # gold is option 0
+            picks = {"acc": pick, "acc_norm": pick, "acc_per_token": pick}
+            lines.append(json.dumps({"id": f"q{q}", "gold_index": 0, "gold": "A", "picks": picks}))
+        (folder / "predictions" / f"test_step{step}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_constructed_grid_gets_the_verdicts_it_was_built_for(tmp_path):
+    """RSGD answers 60 more of 300 questions than SGD on every seed (holds); gSGD 1 fewer
+    than SGD (not resolved); gRSGD 60 fewer than RSGD (reversed)."""
+    counts = {"sgd": 150, "rsgd": 210, "gsgd": 149, "grsgd": 150}
+    dirs = [
+        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, count + seed)
+        for opt, count in counts.items()
+        for seed in (0, 1, 2)
+    ]
+    out = tmp_path / "figs"
+    figures_main([*map(str, dirs), "--out", str(out), "--experiment", "constructed"])
+
+    claims = (out / "claims.md").read_text()
+    assert "arc_e, text answer form, HuggingFaceTB/SmolLM2-135M-Instruct, 10 steps, 300" in claims
+
+    def row(a, b, claim):
+        a = a if a == "untrained" else f"arc_e-moe_lora-{a}"
+        found = [
+            line
+            for line in claims.splitlines()
+            if line.startswith(f"| {claim} | {a} | arc_e-moe_lora-{b} |")
+        ]
+        assert len(found) == 1, claims
+        return [cell.strip() for cell in found[0].strip("|").split("|")]
+
+    riemann = row("sgd", "rsgd", "Riemannian preconditioning above plain")
+    assert riemann[3:5] == ["3, 3", "+20.0"] and riemann[-1] == "holds"
+    assert row("sgd", "gsgd", "gate rescaling above none")[-1] == "not resolved at this size"
+    assert row("rsgd", "grsgd", "gate rescaling above none")[-1] == "reversed"
+    assert (
+        row("gsgd", "grsgd", "Riemannian preconditioning above plain")[-1]
+        == "not resolved at this size"
+    )
+    trained = row("untrained", "sgd", "training above the untrained model")
+    assert trained[3] == "1, 3" and trained[-1] == "holds"  # one untrained model for all seeds
+
+    with open(out / "runs.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and {r["seed"] for r in rows} == {"0", "1", "2"}
+    sgd0 = next(r for r in rows if r["optimizer"] == "sgd" and r["seed"] == "0")
+    assert float(sgd0["acc_after"]) == 0.5 and float(sgd0["acc_before"]) == 100 / 300
+    assert float(sgd0["acc_after_stderr"]) == np.sqrt(0.25 / 299)
+    assert (sgd0["experiment"], sgd0["test_size"], sgd0["answer_form"]) == (
+        "constructed",
+        "300",
+        "text",
+    )
+    assert (sgd0["device"], sgd0["commit"], sgd0["steps"]) == (
+        "test CPU (2 cores)",
+        "abc1234",
+        "10",
+    )
+
+    accuracy = (out / "accuracy.md").read_text()
+    line = next(x for x in accuracy.splitlines() if x.startswith("| arc_e-moe_lora-rsgd |"))
+    assert "| 70.3 ± 0.3 [" in line  # mean ± sample std over seeds, then its 95 % interval
+
+
+def test_grids_tested_on_different_questions_are_refused(tmp_path, capsys):
+    first = fake_run(tmp_path / "a", "sgd", 0, 150)
+    second = fake_run(tmp_path / "b", "rsgd", 0, 150, questions=200)
+    try:
+        figures_main([str(first), str(second), "--out", str(tmp_path / "figs")])
+    except SystemExit as stopped:
+        assert stopped.code == 2
+    else:
+        raise AssertionError("different test questions were compared")
+    assert "different questions" in capsys.readouterr().err
+
+
+def test_real_tiny_runs_leave_records_the_tables_are_computed_from(tmp_path):
+    """Two optimizers x two seeds of a tiny text-form run: each run writes its per-question
+    records before and after training; claims.md's effect is their difference."""
+    from loralab.train import run
+    from tests.helpers import compose_config
+
+    dirs = []
+    for optimizer in ("adamw", "radamw"):
+        for seed in (0, 1):
+            cfg = compose_config(
+                [
+                    "experiment=smoke",
+                    f"optimizer={optimizer}",
+                    f"seed={seed}",
+                    "logger=csv",
+                    "task.answer_form=text",
+                    "trainer.max_steps=4",
+                    "trainer.val_check_interval=2",
+                    "task.max_examples.test=24",
+                ]
+            )
+            folder = tmp_path / f"{optimizer}-{seed}"
+            summary, _ = run(cfg, folder)
+            assert summary["predictions"] == ["test_step0.jsonl", "test_step4.jsonl"]
+            assert set(summary["test_metrics"]) >= {"acc", "acc_stderr", "acc_norm_stderr"}
+            dirs.append(folder)
+    out = tmp_path / "figs"
+    figures_main([*map(str, dirs), "--out", str(out)])
+
+    def accuracy(folder):
+        lines = (folder / "predictions" / "test_step4.jsonl").read_text().splitlines()
+        hits = [json.loads(x)["picks"]["acc"] == json.loads(x)["gold_index"] for x in lines]
+        assert len(hits) == 24
+        return sum(hits) / 24
+
+    effect = np.mean([accuracy(d) for d in dirs[2:]]) - np.mean([accuracy(d) for d in dirs[:2]])
+    claims = (out / "claims.md").read_text()
+    row = next(x for x in claims.splitlines() if "Riemannian preconditioning above plain" in x)
+    assert f"| {100 * effect:+.1f} |" in row
+    with open(out / "runs.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["seed"] for r in rows] == ["0", "1", "0", "1"] and rows[0]["test_size"] == "24"
+    for folder, r in zip(dirs, rows, strict=True):
+        assert float(r["acc_after"]) == accuracy(folder)
+        assert r["acc_norm_after"] != "" and r["acc_per_token_after_stderr"] != ""
