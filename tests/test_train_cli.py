@@ -233,6 +233,7 @@ def test_figures_average_seeds_and_read_offline_wandb_runs(tiny_run, tmp_path):
     summary.update(run_name=summary["run_name"][: -len("-s0")] + "-s1", test_acc_after=1.0)
     (seed1 / "summary.json").write_text(json.dumps(summary))
     (seed1 / "metrics.csv").unlink()
+    shutil.rmtree(seed1 / "predictions")  # no per-question records: the curves give the table
 
     name, frame, _ = load_run(seed1)
     losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist()

@@ -331,20 +331,30 @@ def last_value(frame: pd.DataFrame, column: str) -> float | None:
     return float(values.iloc[-1]) if len(values) else None
 
 
-def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = None) -> str:
-    """Per group, mean ± sample std over seeds, from the logged curves: score-mode test accuracy (%) before
-    and after training and its gain, generate-mode test accuracy (%) before and at the end (the
+def accuracy_table(
+    groups: dict[str, list], baseline: dict[str, float] | None = None, score: bool = True
+) -> str:
+    """Per group, mean ± sample std over seeds, from the logged curves: score-mode test
+    accuracy (%) before and after training and its gain (unless ``score`` is off: the
+    per-question records give them), generate-mode test accuracy (%) before and at the end (the
     paper's measure; n/a unless evaluation.generate_every was set or a --run-eval measured
     it), the last validation decision-token loss and the final training loss. A run that did
     not measure a "before" takes it from `baseline` ({mode: accuracy} of the untrained model),
     if given; an "after" it did not log, from its summary's ``evaluated`` ({mode: accuracy},
     `load_run_evaluations`)."""
     baseline = baseline or {}
-    lines = [
-        "| run | seeds | test acc before | test acc after | gain | generate acc before | "
-        f"generate acc after | val decision loss | train loss (last {TAIL_STEPS} steps) | steps |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    first = ["test acc before", "test acc after", "gain"] if score else []
+    header = [
+        "run",
+        "seeds",
+        *first,
+        "generate acc before",
+        "generate acc after",
+        "val decision loss",
+        f"train loss (last {TAIL_STEPS} steps)",
+        "steps",
     ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, runs in groups.items():
         pairs = [final_accuracy(frame, summary) for _, frame, summary in runs]
         evaluated = [summary.get("evaluated", {}) for _, _, summary in runs]
@@ -362,9 +372,7 @@ def accuracy_table(groups: dict[str, list], baseline: dict[str, float] | None = 
         ]
         decision = [last_value(frame, "val/decision_loss") for _, frame, _ in runs]
         cells = [
-            before,
-            after,
-            _mean_std(gains, 100, 1),
+            *([before, after, _mean_std(gains, 100, 1)] if score else []),
             _mean_std(started, 100, 1),
             _mean_std(generated, 100, 1),
             _mean_std(decision, 1, 3),
@@ -539,6 +547,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, members in groups.items()
     }
     experiment = args.experiment or args.out.resolve().name
+    all_recorded = all(run.after for members in records.values() for run in members)
     try:
         title, evidence_table = evidence(groups, records, experiment, args.out)
     except ValueError as err:
@@ -553,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
         "and questions], points):\n\n"
         + evidence_table
         + "\nFrom the logged curves (mean ± sample std over seeds):\n\n"
-        + accuracy_table(groups, baseline)
+        + accuracy_table(groups, baseline, score=not all_recorded)
     )
     (args.out / "accuracy.md").write_text(table)
     print(table)
