@@ -1,4 +1,4 @@
-"""Speed and memory benchmarks (DESIGN.md, "Performance conventions").
+"""Speed and memory benchmarks (docs/performance.md: its method notes and measurements).
 
 One command per benchmark; each prints a table, writes JSON under `benchmarks/results/`
 (gitignored) and measures ratios inside one process, the variants interleaved, never absolute

@@ -1,4 +1,5 @@
-"""AdapterLinear against a per-expert reference written out here (SPEC §1-§2), in float64."""
+"""AdapterLinear against a per-expert reference written out here, in float64 (docs/methods.md,
+"The adapter family" and "Gate-based rescaling")."""
 
 import math
 
@@ -31,7 +32,8 @@ def make_layer(experts=1, top_k=1, mixer=False, rescale=False, dtype=torch.float
 
 
 def reference(layer, x, rescale):
-    """Python loop over experts: y = W0 x + sum_i c_i, with the stop-gradient form of SPEC §2."""
+    """Python loop over experts: y = W0 x + sum_i c_i, with the stop-gradient form of
+    docs/methods.md, "Gate-based rescaling"."""
     y = x @ layer.base.weight.T + layer.base.bias
     if layer.router is None:
         gate = torch.ones(*x.shape[:-1], 1, dtype=x.dtype)

@@ -35,7 +35,8 @@ def backward(model: torch.nn.Module, seed: int = 0, loss_scale: float = 1.0) -> 
 
 
 def explicit_riemannian_grads(layer, delta: float, a=None, dtype=torch.float32):
-    """(G_A', G_B') of one adapter layer with one explicit inverse per expert (SPEC §3),
+    """(G_A', G_B') of one adapter layer with one explicit inverse per expert
+    (docs/methods.md, "Riemannian preconditioner"),
     computed in `dtype` (float64 for a reference that float32 rounding cannot reach).
 
     `a` replaces lora_A in B's preconditioner (the reference's updated-A quirk)."""

@@ -1,4 +1,5 @@
-"""The experts' mixture added onto the base output, with or without gate rescaling (SPEC §2).
+"""The experts' mixture added onto the base output, with or without gate rescaling
+(docs/methods.md, "Gate-based rescaling").
 
 Per expert the reference writes, with sg = stop-gradient and e_i = s * B_i m_i:
 
@@ -35,7 +36,7 @@ def gated_product(y, m, gate, lora_b, scale: float, rescale: bool) -> torch.Tens
 
     y: (N, d_out) base output; m: (N, E*r); gate: (N, E), or None for no router (E = 1, LoRA);
     lora_b: the (E, d_out, r) parameter, any float dtype (cast to m's). With `rescale`, the
-    backward of SPEC §2.
+    backward of docs/methods.md, "Gate-based rescaling".
     """
     device = m.device.type
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):

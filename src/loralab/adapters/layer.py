@@ -1,4 +1,5 @@
-"""`AdapterLinear`: a frozen nn.Linear plus a LoRA / MoSLoRA / MoE-LoRA adapter (SPEC §1-§2).
+"""`AdapterLinear`: a frozen nn.Linear plus a LoRA / MoSLoRA / MoE-LoRA adapter
+(docs/methods.md, "The adapter family" and "Gate-based rescaling").
 
 All three kinds are one layer with E stacked experts (E = 1 for LoRA and MoSLoRA):
 

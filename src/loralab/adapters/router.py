@@ -1,4 +1,5 @@
-"""The MoE-LoRA router (SPEC §2): a bias-free linear map x -> E logits and its top-k gate.
+"""The MoE-LoRA router (docs/methods.md, "MoE-LoRA"): a bias-free linear map x -> E logits
+and its top-k gate.
 
 The gate is a softmax over the k largest logits, zeros elsewhere, computed in at least float32
 so a bf16 input does not round the routing decision. The router's weight is `layer.router`

@@ -1,4 +1,5 @@
-"""Optimizers for adapters: SGD or AdamW, plain or Riemannian-preconditioned (SPEC §3).
+"""Optimizers for adapters: SGD or AdamW, plain or Riemannian-preconditioned
+(docs/methods.md, "Riemannian preconditioner").
 
 The eight variants are named as in the paper (`OPTIMIZER_NAMES`): sgd, gsgd, rsgd, grsgd,
 adamw, gadamw, radamw, gradamw = base {sgd, adamw} x preconditioner {none, riemannian} x

@@ -1,4 +1,5 @@
-"""The Riemannian preconditioner of SPEC §3: r x r solves, batched, checked.
+"""The Riemannian preconditioner (docs/methods.md, "Riemannian preconditioner"): r x r solves,
+batched, checked.
 
 For each expert i of an adapter layer, with raw gradients G_A (r x d_in) and G_B (d_out x r):
 

@@ -1,4 +1,5 @@
-"""The Alpaca prompt template, which both papers wrap their tasks in (SPEC §4-§5).
+"""The Alpaca prompt template, which both papers wrap their tasks in (docs/methods.md, "Setup of
+Sun et al." and "Setup of MoSLoRA").
 
 LLM-Adapters / MoSLoRA build the same Alpaca prompt inside an indented triple-quoted string, so
 their prompts carry the code's indentation and differ in trailing spaces between training and

@@ -1,9 +1,9 @@
 """The eight commonsense-reasoning tasks in LLM-Adapters' instruction format, singly or as the mix.
 
-This file owns the tasks: the loader, the instruction prompt in the Alpaca template (SPEC §5)
-and the reference's answer parser (LLM-Adapters / MoSLoRA ``extract_answer``: the first
-occurrence, anywhere in the output and case-sensitive, of any word of the task's answer
-vocabulary; no occurrence is wrong).
+This file owns the tasks: the loader, the instruction prompt in the Alpaca template
+(docs/methods.md, "Setup of MoSLoRA") and the reference's answer parser (LLM-Adapters / MoSLoRA
+``extract_answer``: the first occurrence, anywhere in the output and case-sensitive, of any word
+of the task's answer vocabulary; no occurrence is wrong).
 
 A record is ``{"instruction", "input", "output", "answer"}``; the instruction ends with a line
 ``Answer format: answer1/answer2/...`` that lists the task's answer words (the choices), and

@@ -1,8 +1,8 @@
 """ScienceQA (Lu et al., NeurIPS 2022): multiple-choice science questions, text-only by default.
 
-This file owns the task: its loader, the CQM-A prompt in the Alpaca template (SPEC §4), the
-trained answer string and the reference's answer parser. The bundled demo quiz (`demo.py`)
-shares the schema, prompt and parser.
+This file owns the task: its loader, the CQM-A prompt in the Alpaca template (docs/methods.md,
+"Setup of Sun et al."), the trained answer string and the reference's answer parser. The
+bundled demo quiz (`demo.py`) shares the schema, prompt and parser.
 
 Sources: the Hub copy ``derek-thomas/ScienceQA`` (``answer`` an int index, ``image`` a PIL image
 or null), any :mod:`loralab.tasks.sources` source with the same columns (``answer`` may be a
