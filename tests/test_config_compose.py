@@ -78,7 +78,14 @@ def test_sharded_trainers_refuse_riemannian_optimizers():
             validate_config(compose_config([f"trainer={trainer}", "optimizer=grsgd"]))
 
 
-PAPER = ["paper_fig2", "paper_fig3", "paper_scienceqa", "paper_adamw", "moslora_commonsense"]
+PAPER = [
+    "paper_fig2",
+    "paper_fig3",
+    "paper_scienceqa",
+    "paper_adamw",
+    "paper_csqa",
+    "moslora_commonsense",
+]
 
 
 @pytest.mark.parametrize("name", PAPER)

@@ -18,6 +18,7 @@ TWINS = {
     "paper_scienceqa_cpu": "optimizer=radamw",
     "paper_adamw_cpu": "optimizer=gadamw",
     "paper_obqa_cpu": "optimizer=rsgd",
+    "paper_csqa_cpu": "optimizer=gradamw",
     "moslora_commonsense_cpu": "adapter=lora",
     "paper_arc_e_text_cpu": "optimizer=gradamw",
     "moslora_arc_e_text_cpu": "adapter=moslora",
