@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +27,6 @@ class AdapterModule(L.LightningModule):
 
     ``nonfinite="stop"`` raises ``NonFiniteError`` on a NaN/inf loss or gradient (the last good
     checkpoint stays); ``"skip"`` drops that batch's update and counts it in ``train/skipped``.
-    ``nan_at_step`` plants a NaN loss at one step, to test exactly that; ``kill_at_step``
-    sends ``kill_signal`` to the process at one step, to test resuming.
     """
 
     def __init__(
@@ -40,9 +36,6 @@ class AdapterModule(L.LightningModule):
         router_stats_every: int = 10,
         router_stats_per_layer: bool = False,
         nonfinite: str = "stop",
-        nan_at_step: int | None = None,
-        kill_at_step: int | None = None,
-        kill_signal: str = "SIGKILL",
     ):
         super().__init__()
         self.model = model
@@ -50,9 +43,6 @@ class AdapterModule(L.LightningModule):
         self.router_stats_every = router_stats_every
         self.router_stats_per_layer = router_stats_per_layer
         self.nonfinite = nonfinite
-        self.nan_at_step = nan_at_step
-        self.kill_at_step = kill_at_step
-        self.kill_signal = kill_signal
         self.skipped = 0
         self._micro_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self.run_identity: dict | None = None
@@ -64,17 +54,11 @@ class AdapterModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         from loralab.adapters import auxiliary_loss, collect_router_stats, enable_router_stats
 
-        if self.global_step == self.kill_at_step:
-            self.kill_at_step = None  # once: a SIGTERM lets this step finish
-            os.kill(os.getpid(), signal.Signals[self.kill_signal])
         first_micro_batch = not self._micro_losses
         every = self.router_stats_every
         log_router = first_micro_batch and every > 0 and self.global_step % every == 0
         enable_router_stats(self.model, log_router)
         loss, decision = self._token_mean_loss(batch)
-        if self.global_step == self.nan_at_step:
-            self.nan_at_step = None  # once: a skipped batch does not advance the step
-            loss = loss * float("nan")
         aux = auxiliary_loss(self.model)
         total = loss if aux is None else loss + aux
         size = batch["input_ids"].shape[0]

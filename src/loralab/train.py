@@ -64,6 +64,7 @@ def run(cfg: DictConfig, run_dir: Path):
         resume_mismatches,
         run_identity,
     )
+    from loralab.runs.faults import PlantedFaults
     from loralab.runs.interrupt import StopOnSignal
     from loralab.runs.loggers import build_loggers, metrics_path
     from loralab.runs.provenance import device_name, source_commit
@@ -110,9 +111,6 @@ def run(cfg: DictConfig, run_dir: Path):
         router_stats_every=cfg.evaluation.router_stats_every,
         router_stats_per_layer=cfg.evaluation.router_stats_per_layer,
         nonfinite=cfg.nonfinite,
-        nan_at_step=cfg.debug.nan_at_step,
-        kill_at_step=cfg.debug.kill_at_step,
-        kill_signal=cfg.debug.kill_signal,
     )
     module.run_identity = run_identity(resolved)
     precision = resolve_precision(resolved["trainer"], model)
@@ -136,6 +134,11 @@ def run(cfg: DictConfig, run_dir: Path):
         stop = StopOnSignal(run_dir / CHECKPOINT_DIR / LAST)
         final = FinalStepCheckpoint(run_dir / CHECKPOINT_DIR / LAST)
         callbacks = [checkpoints, final, stop, StepProgressBar()]
+        debug = resolved["debug"]
+        if debug["nan_at_step"] is not None or debug["kill_at_step"] is not None:
+            callbacks.append(
+                PlantedFaults(debug["nan_at_step"], debug["kill_at_step"], debug["kill_signal"])
+            )
         if not sys.stdout.isatty():  # a batch job's log file: the bar shows only its end
             callbacks.append(ProgressLog())
         evaluation = resolved["evaluation"]

@@ -125,7 +125,8 @@ def _generate(
         parsed = task.parse(record, text)
         result = _result(task, record, parsed, text)
         labels = task.option_labels(record)
-        result["picks"] = {"generate": None if parsed is None else labels.index(parsed)}
+        # a parser may read a label the question does not offer ("F" of two options): wrong
+        result["picks"] = {"generate": labels.index(parsed) if parsed in labels else None}
         results.append(result)
     return results, len(records) - len(results)
 

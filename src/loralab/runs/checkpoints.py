@@ -116,11 +116,24 @@ class StepCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint, never between the accumulated batches of one optimizer
     step. After a resume it saved on the first batch of the step it resumed at (its record of
     the step last saved is not restored): a checkpoint of half a step, which the next resume
-    continued a batch late."""
+    continued a batch late. A file's ``{step}`` is the optimizer step it holds: Lightning takes
+    a logged ``step`` metric first, and evaluations log theirs (the step they evaluated, which
+    is an earlier one by the time the next checkpoint is saved)."""
+
+    _trainer = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._trainer = trainer
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.between_steps():
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def format_checkpoint_name(self, metrics, filename=None, ver=None, prefix=None) -> str:
+        if self._trainer is not None:
+            metrics = dict(metrics, step=torch.tensor(self._trainer.global_step))
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
 
 class FinalStepCheckpoint(Callback):
