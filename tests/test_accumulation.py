@@ -46,8 +46,8 @@ def accumulated_run(tmp_path_factory):
 def test_intervals_count_optimizer_steps(accumulated_run):
     _, summary, metrics = accumulated_run
     assert summary["steps"] == STEPS
-    # validation after optimizer steps 4 and 8 (logged at the step index it follows)
-    assert metrics.dropna(subset=["val/acc"])["step"].tolist() == [3, 7]
+    # validation at step 0 and after optimizer steps 4 and 8, logged at the step it evaluated
+    assert metrics.dropna(subset=["val/acc"])["step"].tolist() == [0, 4, 8]
     assert metrics.dropna(subset=["train/loss"])["step"].tolist() == list(range(STEPS))
     assert metrics.dropna(subset=["router/entropy"])["step"].tolist() == [0, 2, 4, 6]
     assert metrics.dropna(subset=["lr/experts"])["step"].tolist() == list(range(STEPS))

@@ -91,6 +91,14 @@ def test_a_constructed_grid_gets_the_verdicts_it_was_built_for(tmp_path):
         "10",
     )
 
+    with open(out / "questions.csv") as handle:  # what the claims are computed from
+        questions = list(csv.DictReader(handle))
+    assert len(questions) == 300 and "untrained/acc" in questions[0]
+    for seed in (0, 1, 2):
+        rsgd = sum(int(q[f"arc_e-moe_lora-rsgd/s{seed}/acc"]) for q in questions)
+        sgd = sum(int(q[f"arc_e-moe_lora-sgd/s{seed}/acc"]) for q in questions)
+        assert rsgd - sgd == 60
+
     accuracy = (out / "accuracy.md").read_text()
     line = next(x for x in accuracy.splitlines() if x.startswith("| arc_e-moe_lora-rsgd |"))
     assert "| 70.3 ± 0.3 [" in line  # mean ± sample std over seeds, then its 95 % interval

@@ -7,8 +7,8 @@ accuracy over steps) and ``train_loss`` (Figure 3's: training loss, one panel pe
 i.e. per optimizer in an optimizer grid, the other groups in grey). Each group's mean is a line, its spread (min to max over seeds) a
 band. Every figure is titled with the task, answer form, model, steps and test size.
 
-From the runs' per-question records (`runs/records.py`) it writes ``runs.csv`` (one row per
-run: variant, seed, steps, answer form, test size, acc/acc_norm/acc_per_token before and after
+From the runs' per-question records (`runs/records.py`) it writes ``questions.csv`` (each
+run's outcome on each test question) and ``runs.csv`` (one row per run: variant, seed, steps, answer form, test size, acc/acc_norm/acc_per_token before and after
 with their standard errors, generate-mode accuracy, losses, wall time, device, commit) and
 ``claims.md`` (each of the papers' comparisons this grid holds, paired on the same questions,
 with its 95 % interval and verdict: `runs/claims.py`). ``accuracy.md`` gives each group's
@@ -386,12 +386,13 @@ def accuracy_table(
 def evidence(
     groups: dict[str, list], records: dict[str, list], experiment: str, out: Path
 ) -> tuple[str, str]:
-    """From the runs' per-question records: ``runs.csv`` (one row per run) and ``claims.md``
-    (each claim the grid can test, paired); returns (the title of this grid's tables, the
+    """From the runs' per-question records: ``runs.csv`` (one row per run), ``questions.csv``
+    (each run's outcome on each question) and ``claims.md`` (each claim the grid can test,
+    paired); returns (the title of this grid's tables, the
     records table: acc and acc_norm before and after, mean ± sample std over seeds and the 95 %
     interval over seeds and questions)."""
     from loralab.runs.claims import accuracy_cells, claims_markdown, paired_claims
-    from loralab.runs.records import runs_row, write_runs_csv
+    from loralab.runs.records import runs_row, write_questions_csv, write_runs_csv
 
     rows = []
     for name, runs in groups.items():
@@ -407,6 +408,7 @@ def evidence(
                 values["gen_acc_after"] = sum(hits) / len(hits)
             rows.append(runs_row(record, experiment, name, values))
     write_runs_csv(out / "runs.csv", rows)
+    write_questions_csv(out / "questions.csv", records)
     title = grid_title(rows)
     claims = paired_claims(records)
     (out / "claims.md").write_text(

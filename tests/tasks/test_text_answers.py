@@ -196,7 +196,11 @@ def test_a_run_in_text_form_logs_whole_option_accuracy(tmp_path):
     )
     summary, _ = run(cfg, tmp_path)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
-    assert len(metrics["val/acc"].dropna()) == 2 and len(metrics["test/gen_acc"].dropna()) == 3
+    assert metrics.dropna(subset=["val/acc"])["step"].tolist() == [0, 2, 4]
+    assert len(metrics["test/gen_acc"].dropna()) == 3
+    for metric in ("acc", "acc_norm", "acc_per_token"):  # options scored whole: all three
+        assert metrics[f"test/{metric}"].notna().sum() == 2  # before and after
+        assert metrics[f"test/{metric}_stderr"].notna().sum() == 2
     full, decision = metrics["train/loss"].dropna(), metrics["train/decision_loss"].dropna()
     assert (decision.to_numpy() != full.to_numpy()).all()  # the text only, not its EOS
     assert 0.0 <= summary["test_acc_after"] <= 1.0

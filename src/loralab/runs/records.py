@@ -188,3 +188,30 @@ def write_runs_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+
+def write_questions_csv(path: Path, groups: dict[str, list[RunRecord]]) -> None:
+    """Every run's outcome on every test question (1 right, 0 wrong), one row per question, a
+    column per run and metric (``<variant>/s<seed>/<metric>``; the untrained model's once as
+    ``untrained/<metric>`` where every run's is the same): committed beside runs.csv, it is
+    what claims.md's paired comparisons are computed from."""
+    columns: dict[str, Outcomes] = {}
+    befores = [run.before for runs in groups.values() for run in runs if run.before]
+    shared = bool(befores) and all(b == befores[0] for b in befores)
+    if shared:
+        for metric, outcomes in befores[0].items():
+            columns[f"untrained/{metric}"] = outcomes
+    for name, runs in groups.items():
+        for run in sorted(runs, key=lambda r: (r.seed is None, r.seed)):
+            for when, table in (("before", run.before), ("after", run.after)):
+                if when == "before" and shared:
+                    continue
+                for metric, outcomes in table.items():
+                    prefix = f"{name}/s{run.seed}" + ("/before" if when == "before" else "")
+                    columns[f"{prefix}/{metric}"] = outcomes
+    questions = sorted({q for outcomes in columns.values() for q in outcomes})
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", *columns])
+        for question in questions:
+            writer.writerow([question, *(o.get(question, "") for o in columns.values())])
