@@ -51,8 +51,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from loralab.models import load_model
     from loralab.precision import forward_context, resolve_device, resolve_precision
     from loralab.runs.provenance import device_name, source_commit
-    from loralab.tasks import build_task
-    from loralab.tasks.sources import DataError
+    from loralab.tasks import DataError, build_task
     from loralab.tasks.text_answers import with_answer_form
 
     started = time.perf_counter()
@@ -137,7 +136,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as err:
         _refuse(run_dir, str(err))
     from loralab.adapters.io import AdapterFileError
-    from loralab.tasks.sources import DataError
+    from loralab.tasks import DataError
 
     try:
         outcome = run(cfg, run_dir)

@@ -15,7 +15,7 @@ with its 95 % interval and verdict: `runs/claims.py`). ``accuracy.md`` gives eac
 accuracy, mean ± sample standard deviation over seeds with the 95 % interval over seeds and
 questions, then what the curves hold (generate-mode accuracy, losses); for runs on a test split
 that mixes tasks (the commonsense mix) ``per_task.md``: each task's test accuracy and their
-mean. Every run also draws its own ``curves.png`` here (`plot_run_curves`).
+mean. Each run draws its own ``curves.png`` (`runs/curves.py`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-RUN_PANELS = (  # curves.png of one run
-    ("loss (all answer tokens)", ["train/loss", "val/loss"]),
-    ("decision-token loss", ["train/decision_loss", "val/decision_loss"]),
-    ("accuracy", ["val/acc", "test/acc", "train/decision_acc", "val/decision_acc"]),
-)
 PANELS = (  # runs.png of a group of runs; a panel is drawn where a run logged its column
     ("train/loss", "training loss"),
     ("val/loss", "eval loss"),
@@ -49,28 +44,6 @@ PANELS = (  # runs.png of a group of runs; a panel is drawn where a run logged i
 SMOOTHED = ("train/loss", "train/decision_loss")  # one step's batch is noisy
 SEED_SUFFIX = re.compile(r"-s\d+$")
 TAIL_STEPS = 20
-
-
-def plot_run_curves(metrics_csv: Path, out_png: Path, title: str = "") -> Path:
-    """Three panels over steps: the answer loss, the loss of the token that decides the
-    answer (the full loss is mostly the answer format), and the accuracies."""
-    frame = pd.read_csv(metrics_csv)
-    fig, axes = plt.subplots(1, len(RUN_PANELS), figsize=(15, 3.8))
-    for ax, (label, columns) in zip(axes, RUN_PANELS, strict=True):
-        for column in columns:
-            if column in frame:
-                rows = frame[["step", column]].dropna()
-                style = "o-" if len(rows) < 20 else "-"
-                ax.plot(rows["step"], rows[column], style, label=column, markersize=4)
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
 
 
 def load_run(run_dir: Path) -> tuple[str, pd.DataFrame, dict]:

@@ -48,7 +48,6 @@ def run(cfg: DictConfig, run_dir: Path):
     from loralab.adapters import AdapterConfig, inject_adapters, save_adapter
     from loralab.data.datamodule import TaskDataModule
     from loralab.evaluation.generate_accuracy import GenerateAccuracy
-    from loralab.figures import plot_run_curves
     from loralab.models import load_model
     from loralab.module import AdapterModule
     from loralab.optim import OptimizerConfig
@@ -64,6 +63,7 @@ def run(cfg: DictConfig, run_dir: Path):
         resume_mismatches,
         run_identity,
     )
+    from loralab.runs.curves import plot_run_curves
     from loralab.runs.faults import PlantedFaults
     from loralab.runs.interrupt import StopOnSignal
     from loralab.runs.loggers import build_loggers, metrics_path
@@ -500,7 +500,7 @@ def _train_job(cfg: DictConfig) -> float | None:
     from loralab.runs.interrupt import RunInterrupted
     from loralab.runs.loggers import MetricsFileError
     from loralab.runs.ownership import RunDirectoryBusyError
-    from loralab.tasks.sources import DataError
+    from loralab.tasks import DataError
 
     try:
         summary, _ = run(cfg, run_dir)

@@ -12,10 +12,9 @@ from loralab.data.encoding import IGNORE_INDEX, encode_continuation, encode_prom
 from loralab.data.options import encode_option, option_batch
 from loralab.evaluation.likelihood import option_loglikelihoods
 from loralab.models import load_model
-from loralab.tasks import build_task
+from loralab.tasks import DataError, build_task
 from loralab.tasks.commonsense import FOLDERS, CommonsenseTask, cloze_form
 from loralab.tasks.scienceqa import ScienceQATask
-from loralab.tasks.sources import DataError
 from loralab.tasks.text_answers import with_answer_form
 from tests.evaluation.test_modes_and_cli import eval_cli
 from tests.helpers import compose_config

@@ -182,7 +182,7 @@ def test_eval_exits_2_on_an_unknown_key_and_on_a_non_finite_adapter(trained, tmp
 
 def test_a_split_without_records_is_a_data_error(shared_data, tmp_path):
     from loralab.evaluate import run as evaluate
-    from loralab.tasks.sources import DataError
+    from loralab.tasks import DataError
 
     overrides = ["task=piqa", f"task.source={shared_data / 'commonsense'}", "split=train"]
     cfg = compose_config(overrides, name="eval")
@@ -196,7 +196,7 @@ def test_a_single_test_file_is_named_as_the_test_split(shared_data, tmp_path):
     import datasets
 
     from loralab.evaluate import run as evaluate
-    from loralab.tasks.sources import DataError
+    from loralab.tasks import DataError
 
     file = tmp_path / "problems_test.jsonl"
     hub = datasets.load_from_disk(str(shared_data / "scienceqa" / "hf_sample"))["test"]

@@ -6,8 +6,7 @@ import datasets
 import pytest
 
 from loralab.data.encoding import IGNORE_INDEX, encode_example
-from loralab.tasks import build_task
-from loralab.tasks.sources import DataError
+from loralab.tasks import DataError, build_task
 
 ALL = {"train": None, "validation": 0, "test": None}
 

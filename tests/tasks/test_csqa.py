@@ -8,9 +8,8 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from loralab.tasks import build_task
+from loralab.tasks import DataError, build_task
 from loralab.tasks.csqa import parse_csqa
-from loralab.tasks.sources import DataError
 from tests.helpers import compose_config
 
 ALL = {"train": None, "validation": None, "test": None}

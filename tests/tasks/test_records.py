@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from loralab.tasks import DataError
 from loralab.tasks.scienceqa import load_scienceqa, scienceqa_prompt
-from loralab.tasks.sources import DataError, load_source
+from loralab.tasks.sources import load_source
 
 SPLITS = ("train", "validation", "test")
 

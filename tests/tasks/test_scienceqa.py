@@ -6,9 +6,8 @@ import datasets
 import pytest
 
 from loralab.data.encoding import IGNORE_INDEX, encode_example
-from loralab.tasks import build_task
+from loralab.tasks import DataError, build_task
 from loralab.tasks.alpaca import ALPACA_NO_INPUT
-from loralab.tasks.sources import DataError
 
 ALL = {"train": None, "validation": None, "test": None}
 

@@ -3,7 +3,8 @@
 import datasets
 import pytest
 
-from loralab.tasks.sources import DataError, hold_out, load_source, sample_indices
+from loralab.tasks import DataError
+from loralab.tasks.sources import hold_out, load_source, sample_indices
 
 ROWS = [{"question": f"q{i}", "answer": i % 2} for i in range(6)]
 

@@ -14,10 +14,9 @@ from loralab.data.encoding import IGNORE_INDEX, encode_prompt
 from loralab.evaluation.predict import predict_split
 from loralab.evaluation.scoring import decision_token, whole_option_choices
 from loralab.models import load_model
-from loralab.tasks import build_task, task_config_errors
+from loralab.tasks import DataError, build_task, task_config_errors
 from loralab.tasks.commonsense import CommonsenseTask
 from loralab.tasks.scienceqa import ScienceQATask
-from loralab.tasks.sources import DataError
 from loralab.tasks.text_answers import TextAnswers, with_answer_form
 from loralab.train import run
 from tests.evaluation.test_cloze import reference_scores

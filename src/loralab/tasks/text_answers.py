@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from loralab.tasks.base import Task
-from loralab.tasks.sources import DataError
+from loralab.tasks.base import DataError, Task
 
 ANSWER_FORMS = ("label", "text")
 
