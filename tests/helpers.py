@@ -72,3 +72,14 @@ def answer_loss(model, batch) -> torch.Tensor:
 
     logits, targets, _ = answer_logits(model, batch)
     return torch.nn.functional.cross_entropy(logits.float(), targets)
+
+
+def adapted(model, config):
+    """`model` with adapters injected whose B is random, so they change the output."""
+    from loralab.adapters import inject_adapters
+
+    torch.manual_seed(1)
+    for layer in inject_adapters(model, config):
+        with torch.no_grad():
+            layer.lora_B.normal_(std=0.5)
+    return model.eval()

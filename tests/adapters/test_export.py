@@ -23,7 +23,7 @@ from loralab.adapters import (
 )
 from loralab.adapters.io import AdapterFileError, adapter_state_dict
 from loralab.export import NO_MERGE, NO_PEFT, main
-from tests.helpers import compose_config, snapshot
+from tests.helpers import adapted, compose_config, snapshot
 
 # peft 0.21 calls a transformers 5 property that warns; not ours to fix. PEFT also warns that
 # it ignores loralab's own keys in adapter_config.json.
@@ -41,15 +41,6 @@ LORA = AdapterConfig(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_
 MOSLORA = AdapterConfig(kind="moslora", rank=4, alpha=8, dropout=0.0, target_modules="all")
 MOE = AdapterConfig(kind="moe_lora", rank=2, num_experts=3, top_k=2, dropout=0.0)
 KINDS = pytest.mark.parametrize("config", [LORA, MOSLORA], ids=["lora", "moslora"])
-
-
-def adapted(model, config):
-    """`model` with adapters whose B is random, so they change the output."""
-    torch.manual_seed(1)
-    for layer in inject_adapters(model, config):
-        with torch.no_grad():
-            layer.lora_B.normal_(std=0.5)
-    return model.eval()
 
 
 def logits(model, ids=IDS):

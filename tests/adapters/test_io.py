@@ -13,11 +13,11 @@ from loralab.adapters import (
     AdapterConfig,
     adapter_modules,
     export_peft,
-    inject_adapters,
     load_adapter,
     merge_adapters,
     save_adapter,
 )
+from tests.helpers import adapted
 
 # peft 0.21 calls a transformers 5 property that warns; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated")
@@ -26,15 +26,6 @@ IDS = torch.arange(14).reshape(2, 7) * 9 % 128
 MOE = AdapterConfig(kind="moe_lora", rank=2, num_experts=3, top_k=2, mixer=True, dropout=0.0)
 MOSLORA = AdapterConfig(kind="moslora", rank=4, alpha=8, dropout=0.0, target_modules="all")
 LORA = AdapterConfig(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
-
-
-def adapted(model, config):
-    """`model` with adapters whose B is random, so they change the output."""
-    torch.manual_seed(1)
-    for layer in inject_adapters(model, config):
-        with torch.no_grad():
-            layer.lora_B.normal_(std=0.5)
-    return model.eval()
 
 
 def logits(model):
