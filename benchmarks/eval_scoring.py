@@ -37,13 +37,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import measure, report
+from loralab.cli.precision import forward_context, resolve_precision
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.encoding import IGNORE_INDEX, Encoded, pad_right
 from loralab.evaluation.likelihood import option_loglikelihoods
 from loralab.evaluation.predict import predict_split
 from loralab.evaluation.scoring import answer_logits, best_options, choose_options
 from loralab.models import load_model
-from loralab.precision import forward_context, resolve_precision
 from loralab.tasks import build_task
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -145,6 +145,7 @@ def _configs(args) -> tuple[dict, dict]:
     from omegaconf import OmegaConf
 
     from loralab import CONF_DIR
+    from loralab.cli.resolvers import register_resolvers
 
     if args.quick:
         overrides = ["model=tiny_llama", "task=demo"]
@@ -153,6 +154,7 @@ def _configs(args) -> tuple[dict, dict]:
         if not source.is_dir():
             raise SystemExit(f"{source} is absent: pass --data (the shared data root) or --quick")
         overrides = ["model=smollm2_135m", "task=scienceqa", f"task.source={source}"]
+    register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = OmegaConf.to_container(compose("eval", overrides), resolve=True)
     return cfg["model"], cfg["task"]

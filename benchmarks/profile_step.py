@@ -29,8 +29,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from benchmarks import measure
 from benchmarks.models import model_specs
 from benchmarks.variants import LR, ROUTER_LR, STEP_VARIANTS, Built, build, make_step
+from loralab.cli.precision import resolve_device
 from loralab.optim import build_optimizer
-from loralab.precision import resolve_device
 
 SETUPS = ("default", "foreach", "loop", "compiled")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

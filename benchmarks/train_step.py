@@ -44,8 +44,8 @@ from benchmarks.variants import (
     static_bytes,
 )
 from loralab.adapters import set_gate_rescale
+from loralab.cli.precision import resolve_device
 from loralab.optim import build_optimizer
-from loralab.precision import resolve_device
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 SWEEP_EXPERTS = (1, 4, 8, 20, 50)

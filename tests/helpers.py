@@ -17,7 +17,9 @@ def compose_config(overrides, name: str = "train", hydra: bool = False):
     from hydra import compose, initialize_config_dir
 
     from loralab import CONF_DIR
+    from loralab.cli.resolvers import register_resolvers
 
+    register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra)
 
@@ -38,7 +40,10 @@ def run_train(args, cwd, **env) -> subprocess.CompletedProcess:
     """`loralab-train ARGS` in ``cwd``: W&B offline, the model cache in ``cwd`` (both
     overridable through ``env``)."""
     return run_cli(
-        "loralab.train", args, cwd, **{"WANDB_MODE": "offline", "LORALAB_CACHE": str(cwd), **env}
+        "loralab.cli.train",
+        args,
+        cwd,
+        **{"WANDB_MODE": "offline", "LORALAB_CACHE": str(cwd), **env},
     )
 
 

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
+from loralab.cli.train import lightning_trainer_args, run
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.sampler import ResumableSampler
 from loralab.models import load_model
 from loralab.tasks import build_task
-from loralab.train import lightning_trainer_args, run
 from tests.helpers import answer_loss, compose_config
 
 ACCUMULATE, STEPS, BATCH = 3, 8, 4

@@ -14,10 +14,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
-from loralab import validation
 from loralab.adapters import AdapterConfig, inject_adapters, load_adapter, save_adapter
 from loralab.adapters.io import AdapterFileError
-from loralab.validation import ConfigError, validate_config
+from loralab.cli import validation
+from loralab.cli.validation import ConfigError, validate_config
 from loralab.values import is_number
 from tests.helpers import compose_config, run_cli, snapshot
 from tests.test_config_fuzz import BASES, leaves
@@ -150,7 +150,7 @@ def test_a_plugin_that_fails_to_import_is_named_with_its_error_line(tmp_path, mo
 
 def test_a_broken_plugin_exits_2_in_one_line(tmp_path):
     (tmp_path / "broken.py").write_text("def f(:\n")
-    done = run_cli("loralab.train", ["model=tiny_llama", "plugins=[broken]"], tmp_path)
+    done = run_cli("loralab.cli.train", ["model=tiny_llama", "plugins=[broken]"], tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
@@ -172,7 +172,7 @@ def yaml_loader(monkeypatch):
 
 
 def test_a_yaml_tag_is_refused_in_one_line_naming_file_and_line(tmp_path, yaml_loader):
-    from loralab.yaml_tags import YamlTagError, refuse_yaml_tags
+    from loralab.cli.yaml_tags import YamlTagError, refuse_yaml_tags
 
     file = tmp_path / "evil.yaml"
     file.write_text(TAGGED)
@@ -189,7 +189,7 @@ def test_a_yaml_tag_is_refused_in_one_line_naming_file_and_line(tmp_path, yaml_l
 
 
 def eval_cli(args, cwd):
-    return run_cli("loralab.evaluate", args, cwd, LORALAB_CACHE=str(cwd / "cache"))
+    return run_cli("loralab.cli.evaluate", args, cwd, LORALAB_CACHE=str(cwd / "cache"))
 
 
 def test_loralab_eval_refuses_a_tagged_config_file_without_a_traceback(tmp_path):
@@ -208,7 +208,7 @@ def test_loralab_train_refuses_a_tagged_config_file_without_a_traceback(tmp_path
     (tmp_path / "conf" / "model").mkdir(parents=True)
     (tmp_path / "conf" / "model" / "evil.yaml").write_text(TAGGED)
     done = run_cli(
-        "loralab.train", ["--config-dir", str(tmp_path / "conf"), "model=evil"], tmp_path
+        "loralab.cli.train", ["--config-dir", str(tmp_path / "conf"), "model=evil"], tmp_path
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
@@ -313,7 +313,7 @@ def a_logged_run(folder):
 
 
 def figures_refusal(args, capsys) -> str:
-    from loralab.figures import main
+    from loralab.cli.figures import main
 
     with pytest.raises(SystemExit) as stopped:
         main([str(a) for a in args])

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from loralab import CONF_DIR, validation
+from loralab import CONF_DIR
+from loralab.cli import validation
+from loralab.cli.validation import validate_config
 from loralab.optim import variant
-from loralab.validation import validate_config
 from tests.helpers import compose_config
 
 GROUPS = ["model", "adapter", "optimizer", "task", "trainer", "logger", "experiment"]
@@ -64,14 +65,14 @@ def test_choosing_an_optimizer_or_trainer_gives_its_own_settings():
 
 
 def test_adapter_gate_rescale_is_chosen_by_the_optimizer_name_only():
-    from loralab.validation import ConfigError
+    from loralab.cli.validation import ConfigError
 
     with pytest.raises(ConfigError, match="adapter.gate_rescale is chosen by the optimizer"):
         validate_config(compose_config(["+adapter.gate_rescale=true"]))
 
 
 def test_sharded_trainers_refuse_riemannian_optimizers():
-    from loralab.validation import ConfigError
+    from loralab.cli.validation import ConfigError
 
     for trainer in ("fsdp", "deepspeed"):
         with pytest.raises(ConfigError, match="preconditions whole"):
@@ -191,7 +192,7 @@ def test_scienceqa_text_form_twin_is_the_scienceqa_grid_on_the_same_problems():
 def test_an_unresolvable_per_family_setting_is_a_config_error():
     """The CPU twins key their lr on the optimizer's family: an unknown name must be a clear
     config error (exit 2), not an interpolation traceback."""
-    from loralab.validation import ConfigError
+    from loralab.cli.validation import ConfigError
 
     cfg = compose_config(["experiment=paper_fig3_cpu", "optimizer.name=bogus"])
     with pytest.raises(

@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from loralab.validation import ConfigError, validate_config
+from loralab.cli.validation import ConfigError, validate_config
 from tests.helpers import compose_config
 
 BASES = {

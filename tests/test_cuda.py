@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from loralab.adapters import adapter_modules
+from loralab.cli.train import run
 from loralab.optim import OPTIMIZER_NAMES
-from loralab.train import run
 from tests.adapters.test_layer import D_IN, make_layer, reference, value_and_grads
 from tests.helpers import compose_config
 from tests.optim.helpers import adapted_llama, build_for

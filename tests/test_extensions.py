@@ -24,7 +24,7 @@ RUN = ["experiment=smoke", "trainer.max_steps=6", "trainer.val_check_interval=3"
 
 def train(tmp_path, name, *args):
     args = [*RUN, *args, f"hydra.run.dir={tmp_path / name}"]
-    done = run_cli("loralab.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
+    done = run_cli("loralab.cli.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr[-3000:]
     return load_file(tmp_path / name / "adapter" / "adapter.safetensors")
 
@@ -40,7 +40,7 @@ def test_the_worked_example_runs_a_users_optimizer_through_loralab_train(tmp_pat
         "plugins=[diagonal_preconditioner]",
     ]
     done = run_cli(
-        "loralab.train",
+        "loralab.cli.train",
         [*args, *RUN, f"hydra.run.dir={tmp_path / 'drsgd'}"],
         user,  # the working directory is on the plugin path
         LORALAB_CACHE=str(tmp_path / "cache"),
@@ -55,7 +55,7 @@ def test_the_worked_example_runs_a_users_optimizer_through_loralab_train(tmp_pat
 
 
 def test_a_plugin_that_cannot_be_imported_is_a_config_error(tmp_path):
-    done = run_cli("loralab.train", [*RUN, "plugins=[no_such_module]"], tmp_path)
+    done = run_cli("loralab.cli.train", [*RUN, "plugins=[no_such_module]"], tmp_path)
     assert done.returncode == 2
     assert "plugins: cannot import 'no_such_module'" in done.stderr
 

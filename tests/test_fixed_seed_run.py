@@ -18,7 +18,7 @@ GOLDEN = json.loads((Path(__file__).parent / "golden" / "tiny_run.json").read_te
 
 def test_fixed_seed_tiny_run_matches_the_recorded_run(tmp_path):
     args = shlex.split(GOLDEN["command"])[1:] + [f"hydra.run.dir={tmp_path / 'run'}"]
-    result = run_cli("loralab.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
+    result = run_cli("loralab.cli.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     for key in ("train/loss", "train/decision_loss", "val/loss", "test/loss"):

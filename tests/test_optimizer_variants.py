@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
+from loralab.cli.train import run
 from loralab.data.datamodule import TaskDataModule
 from loralab.models import load_model
 from loralab.optim import OPTIMIZER_NAMES
 from loralab.tasks import build_task
-from loralab.train import run
 from tests.helpers import answer_loss, compose_config
 
 # Rates at a third to a half of each variant's stability edge on this tiny model, measured

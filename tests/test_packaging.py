@@ -42,10 +42,10 @@ def test_wheel_installs_and_trains_from_another_directory(tmp_path):
     )  # fmt: skip
     assert where.stdout.startswith(str(site)), where.stdout + where.stderr
 
-    helped = run_cli("loralab.train", ["--help"], elsewhere, **env)
+    helped = run_cli("loralab.cli.train", ["--help"], elsewhere, **env)
     assert helped.returncode == 0 and "experiment" in helped.stdout, helped.stderr[-2000:]
     args = ["experiment=smoke", "trainer.max_steps=2", "logger=csv", "hydra.run.dir=run"]
-    trained = run_cli("loralab.train", args, elsewhere, **env)
+    trained = run_cli("loralab.cli.train", args, elsewhere, **env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (elsewhere / "run" / "adapter" / "adapter.safetensors").is_file()
     assert (elsewhere / "run" / ".hydra" / "config.yaml").is_file()

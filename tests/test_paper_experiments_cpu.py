@@ -8,8 +8,8 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
+from loralab.cli.train import run
 from loralab.tasks import build_task
-from loralab.train import run
 from tests.helpers import compose_config
 
 TWINS = {

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from loralab import precision
-from loralab.precision import CPU_CHOICES, choose_cpu_precision, resolve_precision
-from loralab.train import run
-from loralab.validation import ConfigError, validate_config
+from loralab.cli import precision
+from loralab.cli.precision import CPU_CHOICES, choose_cpu_precision, resolve_precision
+from loralab.cli.train import run
+from loralab.cli.validation import ConfigError, validate_config
 from tests.helpers import compose_config, make_tiny_llama
 
 CPU_AUTO = {"accelerator": "cpu", "precision": "auto"}

@@ -31,7 +31,7 @@ TINY = [
 
 
 def train(args, cwd, **env):
-    return run_cli("loralab.train", args, cwd, WANDB_MODE="offline", **env)
+    return run_cli("loralab.cli.train", args, cwd, WANDB_MODE="offline", **env)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
@@ -187,7 +187,7 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path, optimizer):
 
 
 def test_skipping_non_finite_updates_is_refused_with_several_processes():
-    from loralab.validation import ConfigError, validate_config
+    from loralab.cli.validation import ConfigError, validate_config
 
     def check(*overrides):
         validate_config(compose_config(["model=tiny_llama", *overrides]))

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import yaml
 
-from loralab.figures import main as figures_main
+from loralab.cli.figures import main as figures_main
 
 
 def fake_run(folder, optimizer, seed, right, questions=300, before_right=100):
@@ -119,7 +119,7 @@ def test_grids_tested_on_different_questions_are_refused(tmp_path, capsys):
 def test_real_tiny_runs_leave_records_the_tables_are_computed_from(tmp_path):
     """Two optimizers x two seeds of a tiny text-form run: each run writes its per-question
     records before and after training; claims.md's effect is their difference."""
-    from loralab.train import run
+    from loralab.cli.train import run
     from tests.helpers import compose_config
 
     dirs = []

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loralab.validation import validate_config
+from loralab.cli.validation import validate_config
 from tests.helpers import compose_config, run_cli
 
 SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
@@ -26,7 +26,7 @@ def test_sweep_resolves_against_the_hydra_config(path):
     assert sweep["method"] in {"grid", "random", "bayes"}
     assert sweep["metric"]["goal"] in {"minimize", "maximize"}
     assert sweep["command"][-1] == "${args_no_hyphens}"  # key=value, as Hydra expects
-    assert sweep["command"][2:4] == ["-m", "loralab.train"]
+    assert sweep["command"][2:4] == ["-m", "loralab.cli.train"]
     grid = [v for v in sweep["parameters"].values() if "values" in v]
     for index in range(max(len(v["values"]) for v in grid) if grid else 1):
         overrides = []
@@ -59,7 +59,7 @@ def test_optuna_lr_search_returns_the_best_trial(tmp_path):
         "task.max_examples.test=8",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    done = run_cli("loralab.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
+    done = run_cli("loralab.cli.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr[-3000:]
 
     trials = {}
@@ -93,7 +93,7 @@ def test_optuna_search_survives_diverged_trials(tmp_path):
         "task.max_examples.test=8",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    done = run_cli("loralab.train", args, tmp_path)
+    done = run_cli("loralab.cli.train", args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("loss is nan") == 2
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
@@ -103,7 +103,7 @@ def test_optuna_search_survives_diverged_trials(tmp_path):
 def test_a_long_override_list_still_makes_a_valid_job_folder():
     """Hydra names a multirun job's folder after its overrides; past 255 bytes the file system
     refused it and every job failed. Names over 200 bytes are cut and hashed, still distinct."""
-    from loralab import _folder_name
+    from loralab.cli.resolvers import folder_name as _folder_name
 
     short = "optimizer=sgd,seed=0"
     assert _folder_name(short) == short

@@ -10,13 +10,15 @@ import pytest
 from safetensors.torch import load_file
 
 from loralab import CONF_DIR
-from loralab.figures import main as figures
+from loralab.cli.figures import main as figures
 from loralab.runs.wandb_offline import find_run_file, read_history
 from tests.helpers import run_cli
 
 
 def train_cli(args, tmp_path, **env):
-    return run_cli("loralab.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"), **env)
+    return run_cli(
+        "loralab.cli.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"), **env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,7 @@ def test_figures_cli_draws_runs_and_table(tiny_run, tmp_path):
 
 
 def test_figure_curves_smooth_each_run_then_take_mean_and_spread():
-    from loralab.figures import curve
+    from loralab.cli.figures import curve
 
     a = pd.DataFrame({"step": [0, 1, 2, 3], "train/loss": [4.0, 2.0, 6.0, 0.0]})
     b = pd.DataFrame({"step": [0, 1, 2, 3], "train/loss": [2.0, 2.0, 2.0, 2.0]})
@@ -162,7 +164,7 @@ def test_figure_curves_smooth_each_run_then_take_mean_and_spread():
 
 def test_accuracy_table_reports_gain_generate_accuracy_and_decision_loss():
     """Per group, mean ± std over seeds of each column, from two hand-made seeds."""
-    from loralab.figures import accuracy_table
+    from loralab.cli.figures import accuracy_table
 
     def seed(before, after, generated, decision):
         frame = pd.DataFrame(
@@ -195,7 +197,7 @@ def test_accuracy_table_reports_gain_generate_accuracy_and_decision_loss():
 
 def test_runs_with_one_name_and_seed_are_not_counted_as_seeds(capsys):
     """Two trials of a learning-rate search share the name ...-s0: two groups of one seed."""
-    from loralab.figures import group_by_seed
+    from loralab.cli.figures import group_by_seed
 
     frame = pd.DataFrame({"step": [0], "train/loss": [1.0]})
     runs = [
@@ -215,7 +217,7 @@ def test_runs_with_one_name_and_seed_are_not_counted_as_seeds(capsys):
 
 def test_figures_cli_rejects_a_folder_without_metrics(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "loralab.figures", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "loralab.cli.figures", str(tmp_path)], capture_output=True, text=True
     )
     assert done.returncode == 2 and "no metrics.csv" in done.stderr
 
@@ -224,7 +226,7 @@ def test_figures_average_seeds_and_read_offline_wandb_runs(tiny_run, tmp_path):
     """Two seeds of one configuration, one of them with only its offline W&B run left."""
     import shutil
 
-    from loralab.figures import group_by_seed, load_run
+    from loralab.cli.figures import group_by_seed, load_run
 
     run_dir, *_ = tiny_run
     seed1 = tmp_path / "seed1"
@@ -267,7 +269,7 @@ def test_figures_notebook_runs_on_a_logged_run(tiny_run, tmp_path, monkeypatch):
 
 def test_eval_help_is_loralab_evals_own(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "loralab.evaluate", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "loralab.cli.evaluate", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0
     assert "loralab-eval: accuracy of a saved adapter" in done.stdout
@@ -348,7 +350,7 @@ def test_a_gate_rescaled_optimizer_on_lora_sets_no_switch_without_a_router(tmp_p
 def test_a_baseline_fills_the_before_of_runs_that_did_not_measure_it(tmp_path):
     """Grids skip the untrained model's evaluation (the same for every run); its loralab-eval
     folders give the table its before and gain columns."""
-    from loralab.figures import accuracy_table, load_baseline
+    from loralab.cli.figures import accuracy_table, load_baseline
 
     for mode, accuracy in (("score", 0.22), ("generate", 0.014)):
         (tmp_path / mode).mkdir()
@@ -380,7 +382,7 @@ def test_a_baseline_fills_the_before_of_runs_that_did_not_measure_it(tmp_path):
 def test_a_run_eval_fills_the_after_a_run_did_not_log(tmp_path, capsys):
     """A grid run with evaluation.generate_every=0 logs no generate accuracy; loralab-eval on
     its adapter, in a folder inside the run, gives the table its generate column."""
-    from loralab.figures import main
+    from loralab.cli.figures import main
 
     frame = pd.DataFrame({"step": [0, 1, 2], "train/loss": [2.0, 1.0, 0.5]})
     for seed, accuracy in ((0, 0.40), (1, 0.50)):
@@ -417,7 +419,7 @@ def test_a_run_eval_fills_the_after_a_run_did_not_log(tmp_path, capsys):
 def test_figure_2s_accuracy_panel_is_generate_mode_test_accuracy():
     """The paper's Figure 2 draws generate-mode test accuracy; score-mode validation accuracy
     comes after it, and a panel no run logged is left out."""
-    from loralab.figures import figure2_panels
+    from loralab.cli.figures import figure2_panels
 
     logged = pd.DataFrame({"step": [0, 2], "train/loss": [1.0, 0.9], "val/acc": [0.2, 0.3]})
     generated = logged.assign(**{"test/gen_acc": [0.1, 0.4]})

@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from loralab.adapters import AdapterLinear
+from loralab.cli.train import run
 from loralab.models import load_model
-from loralab.train import run
 from tests.helpers import compose_config
 
 

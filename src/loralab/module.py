@@ -22,7 +22,7 @@ class NonFiniteError(FloatingPointError):
     """A NaN or infinite loss or gradient (the message names the step)."""
 
 
-class AdapterModule(L.LightningModule):
+class FineTuningModule(L.LightningModule):
     """Trains the adapters of ``model``; the frozen base is never updated or checkpointed.
 
     ``nonfinite="stop"`` raises ``NonFiniteError`` on a NaN/inf loss or gradient (the last good

@@ -22,7 +22,7 @@ from loralab.adapters import (
     save_adapter,
 )
 from loralab.adapters.io import AdapterFileError, adapter_state_dict
-from loralab.export import NO_MERGE, NO_PEFT, main
+from loralab.cli.export import NO_MERGE, NO_PEFT, main
 from tests.helpers import adapted, compose_config, snapshot
 
 # peft 0.21 calls a transformers 5 property that warns; not ours to fix. PEFT also warns that
@@ -161,7 +161,7 @@ RUN = [
 def lora_run(tmp_path_factory):
     """A 5-step LoRA run: a step checkpoint of step 4 (the newest), last.ckpt (step 5) and
     adapter/ (step 5)."""
-    from loralab.train import run
+    from loralab.cli.train import run
 
     run_dir = tmp_path_factory.mktemp("lora_run")
     cfg = compose_config(RUN)
@@ -303,7 +303,7 @@ def test_moe_lora_exports_in_loralab_format(moe_run):
 
 def test_the_console_script_answers_and_refuses_with_exit_2(moe_run):
     run_dir, *_ = moe_run
-    command = [sys.executable, "-m", "loralab.export"]
+    command = [sys.executable, "-m", "loralab.cli.export"]
     done = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--checkpoint" in done.stdout and "--merge" in done.stdout
     done = subprocess.run(

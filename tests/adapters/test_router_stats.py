@@ -73,7 +73,7 @@ def test_per_layer_router_columns_through_the_config(tmp_path):
     """evaluation.router_stats_per_layer=true adds entropy and max load per adapted layer."""
     import pandas as pd
 
-    from loralab.train import run
+    from loralab.cli.train import run
 
     overrides = [
         "experiment=smoke",

@@ -30,7 +30,7 @@ def test_decision_token_on_a_hand_checked_batch():
 def test_runs_log_decision_token_curves(tmp_path):
     import pandas as pd
 
-    from loralab.train import run
+    from loralab.cli.train import run
     from tests.helpers import compose_config
 
     cfg = compose_config(

@@ -6,9 +6,9 @@ import json
 import pandas as pd
 import pytest
 
+from loralab.cli.train import run
+from loralab.cli.validation import ConfigError, validate_config
 from loralab.evaluation.predict import predict_split
-from loralab.train import run
-from loralab.validation import ConfigError, validate_config
 from tests.helpers import compose_config
 
 

@@ -8,11 +8,11 @@ import torch
 from omegaconf import OmegaConf
 
 from loralab.adapters import load_adapter
+from loralab.cli.train import run
 from loralab.evaluation.predict import predict_split
 from loralab.evaluation.report import summarize
 from loralab.models import load_model
 from loralab.tasks import build_task
-from loralab.train import run
 from tests.helpers import compose_config, run_cli
 
 # A real short training run of the tiny model; LoRA on lm_head too, so that the frozen random
@@ -67,7 +67,7 @@ def test_score_and_generate_agree(trained):
 
 
 def eval_cli(args, tmp_path):
-    return run_cli("loralab.evaluate", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
+    return run_cli("loralab.cli.evaluate", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
 
 
 def test_eval_cli_writes_json_and_table(trained, tmp_path):
@@ -126,7 +126,7 @@ def test_eval_reproduces_the_runs_own_test_accuracy(trained, tmp_path):
 
 
 def test_forward_context_is_autocast_only_for_bf16_mixed():
-    from loralab.precision import forward_context
+    from loralab.cli.precision import forward_context
 
     layer, x, cpu = torch.nn.Linear(4, 4), torch.randn(2, 4), torch.device("cpu")
     with forward_context("bf16-mixed", cpu):
@@ -181,7 +181,7 @@ def test_eval_exits_2_on_an_unknown_key_and_on_a_non_finite_adapter(trained, tmp
 
 
 def test_a_split_without_records_is_a_data_error(shared_data, tmp_path):
-    from loralab.evaluate import run as evaluate
+    from loralab.cli.evaluate import run as evaluate
     from loralab.tasks import DataError
 
     overrides = ["task=piqa", f"task.source={shared_data / 'commonsense'}", "split=train"]
@@ -195,7 +195,7 @@ def test_a_single_test_file_is_named_as_the_test_split(shared_data, tmp_path):
     `task.source={test: file}` then evaluates it."""
     import datasets
 
-    from loralab.evaluate import run as evaluate
+    from loralab.cli.evaluate import run as evaluate
     from loralab.tasks import DataError
 
     file = tmp_path / "problems_test.jsonl"

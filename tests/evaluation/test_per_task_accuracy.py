@@ -9,13 +9,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from loralab.adapters import load_adapter
+from loralab.cli.figures import main as figures
+from loralab.cli.train import run
 from loralab.data.datamodule import TaskDataModule
 from loralab.evaluation.predict import predict_split
-from loralab.figures import main as figures
 from loralab.models import load_model
+from loralab.runs.summary import format_summary
 from loralab.tasks import build_task
 from loralab.tasks.commonsense import FOLDERS
-from loralab.train import format_summary, run
 from tests.helpers import compose_config
 
 # Each task's answer words, as its LLM-Adapters instruction lists them.

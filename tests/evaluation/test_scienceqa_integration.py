@@ -6,8 +6,8 @@ cores); no wall-clock assertion here, speed belongs in benchmarks/.
 
 import pytest
 
-from loralab.evaluate import run
-from loralab.validation import validate_config
+from loralab.cli.evaluate import run
+from loralab.cli.validation import validate_config
 from tests.helpers import compose_config
 
 

@@ -70,7 +70,7 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def build_for(model: torch.nn.Module, config, total_steps: int | None = None):
     """`build_optimizer` on a model whose adapters were built for another variant: first give
-    the adapters the gate rescaling the optimizer's name stands for (what `loralab.train` does
+    the adapters the gate rescaling the optimizer's name stands for (what `loralab.cli.train` does
     when it builds them)."""
     set_gate_rescale(model, OptimizerConfig.from_mapping(config).gate_rescale)
     return build_optimizer(model, config, total_steps=total_steps)

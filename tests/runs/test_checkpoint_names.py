@@ -3,7 +3,7 @@ step they evaluated (Lightning names files by a logged ``step`` first)."""
 
 import torch
 
-from loralab.train import run
+from loralab.cli.train import run
 from tests.helpers import compose_config
 
 

@@ -165,7 +165,7 @@ def test_the_command_line_exits_2_naming_the_bad_record(tmp_path):
         f"task.source={file}",
         f"hydra.run.dir={tmp_path}",
     ]
-    done = run_cli("loralab.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
+    done = run_cli("loralab.cli.train", args, tmp_path, LORALAB_CACHE=str(tmp_path / "cache"))
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"loralab-train: {file}: record 1: field 'question'" in done.stderr
     assert "Traceback" not in done.stderr

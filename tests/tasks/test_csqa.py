@@ -316,7 +316,7 @@ def test_task_csqa_runs_end_to_end_on_the_dev_split(schema, shared_data, tmp_pat
     and on the original release's files (trained on part of dev). The twin's own model: the
     tiny test tokenizer has no single tokens for " D" and " E", so score mode cannot tell the
     five answers apart at one token."""
-    from loralab.train import run
+    from loralab.cli.train import run
 
     overrides = ["experiment=paper_csqa_cpu", "optimizer=rsgd", f"data_root={shared_data}"]
     if schema == "original":

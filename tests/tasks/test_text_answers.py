@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from loralab.cli.train import run
 from loralab.data.datamodule import TaskDataModule
 from loralab.data.encoding import IGNORE_INDEX, encode_prompt
 from loralab.evaluation.predict import predict_split
@@ -18,7 +19,6 @@ from loralab.tasks import DataError, build_task, task_config_errors
 from loralab.tasks.commonsense import CommonsenseTask
 from loralab.tasks.scienceqa import ScienceQATask
 from loralab.tasks.text_answers import TextAnswers, with_answer_form
-from loralab.train import run
 from tests.evaluation.test_cloze import reference_scores
 from tests.helpers import compose_config
 

@@ -3,7 +3,7 @@
 The variant name is the single source of the three switches of docs/methods.md, "Optimizer
 variants": `VARIANTS` maps each of the paper's eight names to (base, riemannian, gate_rescale).
 The optimizer uses base and riemannian; gate_rescale is an adapter switch, set once when the
-adapters are built (`loralab.train` passes `OptimizerConfig.gate_rescale` into the
+adapters are built (`loralab.cli.train` passes `OptimizerConfig.gate_rescale` into the
 `AdapterConfig`). The configs therefore carry only the name; an explicit base / riemannian /
 gate_rescale must agree with it.
 """

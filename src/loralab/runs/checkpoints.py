@@ -150,6 +150,17 @@ class FinalStepCheckpoint(Callback):
             trainer.save_checkpoint(self.path)
 
 
+def close_finished_loop(trainer) -> None:
+    """A run resumed from a checkpoint of its last step trains nothing, and Lightning's loop
+    then keeps the counters of that step: the final test would be logged a step and an epoch
+    before where the uninterrupted run logs it. Close the step, and the epoch of the last
+    batch, as fit does."""
+    loop = trainer.fit_loop
+    loop.epoch_loop._batches_that_stepped = trainer.global_step
+    batches = trainer.lightning_module.batches_done
+    loop.epoch_progress.current.completed = -(-batches // trainer.num_training_batches)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         target = Path(path)

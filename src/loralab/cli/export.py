@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from loralab.console import EXIT_BAD_INPUT
+from loralab.cli.console import EXIT_BAD_INPUT
 
 CONFIG_RECORD = Path(".hydra") / "config.yaml"
 ADAPTER_DIR = "adapter"
@@ -160,7 +160,8 @@ def _run_config(run_dir: Path):
     from omegaconf import OmegaConf
 
     from loralab.adapters import AdapterConfig
-    from loralab.plugins import import_plugins
+    from loralab.cli.plugins import import_plugins
+    from loralab.cli.resolvers import register_resolvers
 
     record = run_dir / CONFIG_RECORD
     if not record.is_file():
@@ -168,6 +169,7 @@ def _run_config(run_dir: Path):
             f"RUN_DIR {run_dir} holds no {CONFIG_RECORD}: pass the folder loralab-train wrote "
             "(its hydra.run.dir)"
         )
+    register_resolvers()  # the record keeps the config's interpolations
     try:
         cfg = OmegaConf.load(record)
         import_plugins(cfg.get("plugins"))  # a kind of the user's own is registered there

@@ -3,7 +3,7 @@ noise warnings, and exit code 2 for a command line that Hydra rejects.
 
 Lightning gives its ``lightning`` logger a console handler of its own and also lets records
 propagate to the root logger that Hydra configures, so every INFO line came out twice; it also
-logs tips for its cloud products. (The training progress bar is ``loralab.progress``.)
+logs tips for its cloud products. (The training progress bar is ``loralab.cli.progress``.)
 """
 
 from __future__ import annotations

@@ -28,15 +28,16 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from loralab import CONF_DIR
-from loralab.console import (
+from loralab.cli.console import (
     EXIT_BAD_INPUT,
     hold_log_file,
     mark_task_started,
     open_log_file,
     run_entry_point,
 )
-from loralab.validation import ConfigError, validate_config
-from loralab.yaml_tags import refuse_yaml_tags
+from loralab.cli.resolvers import register_resolvers
+from loralab.cli.validation import ConfigError, validate_config
+from loralab.cli.yaml_tags import refuse_yaml_tags
 
 log = logging.getLogger("loralab")
 
@@ -45,11 +46,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate as ``cfg`` says and write ``eval.json``, ``eval.md`` and ``predictions.jsonl``
     into ``run_dir``."""
     from loralab.adapters import load_adapter
+    from loralab.cli.precision import forward_context, resolve_device, resolve_precision
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.predictions_file import write_predictions
     from loralab.evaluation.report import summarize, to_markdown
     from loralab.models import load_model
-    from loralab.precision import forward_context, resolve_device, resolve_precision
     from loralab.runs.provenance import device_name, source_commit
     from loralab.tasks import DataError, build_task
     from loralab.tasks.text_answers import with_answer_form
@@ -159,6 +160,7 @@ def main() -> None:
     """Console-script entry point. Exit codes: 0 done, 1 unexpected error, 2 bad config or
     input (also Hydra's own: unknown option or key, a YAML tag in a config file)."""
     refuse_yaml_tags()
+    register_resolvers()
     run_entry_point(_hydra_main)
 
 

@@ -42,7 +42,7 @@ def validate_config(cfg: Mapping[str, Any], entry: str = "train") -> None:
     """Raise ``ConfigError`` listing every invalid value of a composed config: `entry` "train"
     (loralab-train's) or "eval" (loralab-eval's). First imports the config's `plugins`, which
     may register the tasks, optimizer variants or adapter kinds the config names."""
-    from loralab.plugins import PluginError, import_plugins
+    from loralab.cli.plugins import PluginError, import_plugins
 
     errors: list[str] = []
     plugins = cfg.get("plugins")
@@ -136,8 +136,8 @@ def _eval_errors(cfg: Mapping[str, Any]) -> list[str]:
     """loralab-eval's own keys: which split, mode, precision, device and adapter."""
     import torch
 
+    from loralab.cli.precision import EVAL_CHOICES
     from loralab.evaluation.predict import MODES
-    from loralab.precision import EVAL_CHOICES
     from loralab.tasks import SPLITS
 
     errors: list[str] = []
