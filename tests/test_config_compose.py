@@ -181,7 +181,10 @@ def test_scienceqa_text_form_twin_is_the_scienceqa_grid_on_the_same_problems():
     for cfg in (text, label):
         OmegaConf.resolve(cfg)
     assert text.task.answer_form == "text" and label.task.answer_form == "label"
-    assert text.data.target_layout == "loralab" and text.cpu_lr == {"sgd": 1.6e-2, "adamw": 6.4e-4}
+    assert text.data.target_layout == "loralab" and text.optimizer.family_lr == {
+        "sgd": 1.6e-2,
+        "adamw": 6.4e-4,
+    }
     assert text.task.source == label.task.source and text.adapter == label.adapter
     assert text.optimizer.router_lr == label.optimizer.router_lr == 3e-8
     assert not text.optimizer.bias_correction

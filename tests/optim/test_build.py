@@ -22,7 +22,7 @@ def test_shipped_configs_name_the_variant_and_inherit_the_rest(name):
     assert set(raw) == {"defaults", "name"}  # the name alone; settings come from the blocks
     composed = compose_config([f"optimizer={name}"]).optimizer
     fields = {f for f in OptimizerConfig.__dataclass_fields__}
-    assert set(composed) == fields  # every setting explicit in `--cfg job`
+    assert set(composed) == fields | {"family_lr"}  # every setting explicit in `--cfg job`
     assert set(composed.scheduler) == set(SCHEDULER_KEYS)
     cfg = OptimizerConfig.from_mapping(composed)
     assert cfg.name == name and VARIANTS[name][:3] == (cfg.base, cfg.riemannian, cfg.gate_rescale)
@@ -35,6 +35,34 @@ def test_shipped_configs_name_the_variant_and_inherit_the_rest(name):
         "final_lr_fraction": 0.1,
         "total_steps": None,
     }
+
+
+def test_the_family_and_its_lr_come_from_the_variant_table_alone():
+    """No optimizer YAML states a family: the lr follows the name's base in VARIANTS, so a
+    variant registered on AdamW gets the AdamW rate even composed from sgd.yaml."""
+    from loralab.optim import register_variant
+
+    register_variant("probe_adamw_family", base="adamw", riemannian=True, gate_rescale=False)
+    try:
+        composed = compose_config(["optimizer=sgd", "optimizer.name=probe_adamw_family"])
+        assert composed.optimizer.lr == composed.optimizer.family_lr.adamw == 5e-3
+        twin = compose_config(["experiment=paper_fig3_cpu", "optimizer.name=probe_adamw_family"])
+        assert twin.optimizer.lr == 3.8e-4  # the twin's AdamW-family rate
+    finally:
+        VARIANTS.pop("probe_adamw_family")
+    assert compose_config(["optimizer=radamw", "optimizer.lr=0.5"]).optimizer.lr == 0.5
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ({"sgd": 0.1, "adam": 0.1}, r"optimizer.family_lr=.* must be a mapping of sgd and adamw"),
+        ({"sgd": -1.0}, r"optimizer.family_lr.sgd=-1.0 is invalid: must be a finite number > 0"),
+    ],
+)
+def test_a_bad_family_lr_table_names_the_entry(table, match):
+    with pytest.raises(ValueError, match=match):
+        OptimizerConfig.from_mapping(dict(GOOD, family_lr=table))
 
 
 def test_schedule_length_can_differ_from_the_run():
@@ -80,7 +108,7 @@ def test_switches_follow_the_name():
         ({"weight_decay": -0.1}, "optimizer.weight_decay=-0.1"),
         ({"router_clip": -1}, "optimizer.router_clip=-1"),
         ({"base": "adamw"}, "name='rsgd' means base=sgd.*sets base=adamw.*optimizer=radamw"),
-        ({"router_optimizer": "lion"}, "optimizer.router_optimizer='lion'"),
+        ({"router_base": "lion"}, "optimizer.router_base='lion'"),
         ({"bias_correction": "yes"}, "optimizer.bias_correction='yes' is invalid: must be true"),
         ({"riemannian": False}, "name='rsgd' means .*riemannian=True.*choose optimizer=sgd"),
         ({"gate_rescale": True}, "choose optimizer=grsgd"),

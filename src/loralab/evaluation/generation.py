@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from loralab.data.encoding import encode_prompt, fit_prompt, pad_left
+from loralab.evaluation.progress import progress_bar
 
 
 @torch.no_grad()
@@ -57,11 +58,3 @@ def generate_answers(
         bar.update(len(rows))
     bar.close()
     return outputs
-
-
-def progress_bar(total: int, description: str, enabled: bool, unit: str = "q"):
-    """A tqdm bar over ``total`` questions (or other ``unit``s) on stderr (rate and time left),
-    or a silent one."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit=unit, disable=not enabled, mininterval=1.0)

@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from loralab.data.datamodule import TaskDataModule
-from loralab.evaluation.generation import generate_answers, progress_bar
+from loralab.evaluation.generation import generate_answers
 from loralab.evaluation.likelihood import option_loglikelihoods
 from loralab.evaluation.option_metrics import option_picks, option_tables
+from loralab.evaluation.progress import progress_bar
 from loralab.evaluation.scoring import choose_options
 from loralab.tasks import Task
 from loralab.tasks.text_answers import with_answer_form

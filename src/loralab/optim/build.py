@@ -58,7 +58,7 @@ def build_optimizer(
         bias_correction=cfg.bias_correction,
         precondition_b_with_updated_a=cfg.precondition_b_with_updated_a,
         router_lr=cfg.router_lr,
-        router_base=cfg.router_optimizer,
+        router_base=cfg.router_base,
         router_clip=cfg.router_clip,
         foreach=cfg.foreach,
         preconditioner=cfg.preconditioner,

@@ -32,6 +32,9 @@ class Variant(NamedTuple):
 
 
 SWITCHES = ("base", "riemannian", "gate_rescale")  # what a config may state, if it agrees
+# conf/blocks/optimizer.yaml's per-family lr table: `lr` picks the entry of the name's family
+# (${optimizer_family:...}), so a variant's YAML never states its family
+FAMILY_LR = "family_lr"
 
 
 # the paper's SGD, gSGD, RSGD, gRSGD, AdamW, gAdamW, RAdamW, gRAdamW
@@ -87,13 +90,13 @@ def register_variant(
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """Every optimizer setting, checked. `name` and `lr` are required; the rest default to
-    the values of conf/blocks/optimizer.yaml. router_lr None: same as lr; router_optimizer
+    the values of conf/blocks/optimizer.yaml. router_lr None: same as lr; router_base
     None: same as base; router_clip None or 0: no clipping; scheduler None: constant lr."""
 
     name: str
     lr: float
     router_lr: float | None = None
-    router_optimizer: str | None = None
+    router_base: str | None = None
     router_clip: float | None = 1.0
     delta: float = 1e-6
     weight_decay: float = 0.0
@@ -129,6 +132,7 @@ class OptimizerConfig:
             return config
         values = _plain(config, "optimizer")
         fields = [f.name for f in dataclasses.fields(cls)]
+        _check_family_lr(values.pop(FAMILY_LR, None))
         unknown = sorted(set(values) - set(fields) - set(SWITCHES))
         if unknown:
             raise ValueError(
@@ -153,8 +157,8 @@ class OptimizerConfig:
         return config
 
     def _check(self) -> None:
-        if self.router_optimizer not in (None, *BASES):
-            _bad("router_optimizer", self.router_optimizer, f"null or one of {', '.join(BASES)}")
+        if self.router_base not in (None, *BASES):
+            _bad("router_base", self.router_base, f"null or one of {', '.join(BASES)}")
         for key in ("bias_correction", "precondition_b_with_updated_a"):
             if not isinstance(getattr(self, key), bool):
                 _bad(key, getattr(self, key), "true or false")
@@ -214,6 +218,17 @@ def _checked_scheduler(config) -> dict:
     fraction = sched["final_lr_fraction"]
     _check_number("scheduler.final_lr_fraction", fraction, lambda v: 0 <= v <= 1, "in [0, 1]")
     return sched
+
+
+def _check_family_lr(table) -> None:
+    """``family_lr``, where given: a learning rate > 0 for each family (a typo'd family would
+    otherwise surface only as an unresolvable ``lr``)."""
+    if table is None:
+        return
+    if not isinstance(table, Mapping) or set(table) - set(BASES):
+        _bad(FAMILY_LR, table, f"a mapping of {' and '.join(BASES)} to learning rates")
+    for family, lr in table.items():
+        _check_number(f"{FAMILY_LR}.{family}", lr, lambda v: v > 0, "a finite number > 0")
 
 
 def _switches(values: Mapping) -> str:
