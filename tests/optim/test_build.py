@@ -177,3 +177,15 @@ def test_trainable_parameters_outside_adapters_are_an_error():
     model.lm_head.weight.requires_grad_(True)
     with pytest.raises(ValueError, match="lm_head.weight"):
         build_optimizer(model, GOOD)
+
+
+def test_every_setting_reaches_the_optimizer_under_its_own_name():
+    """OptimizerConfig's settings pass to AdapterOptimizer as they are: a setting added to one
+    and not the other (or falling back to a default) fails here."""
+    import inspect
+
+    from loralab.optim.optimizer import AdapterOptimizer
+
+    cfg = OptimizerConfig.from_mapping(compose_config(["optimizer=gradamw"]).optimizer)
+    accepted = set(inspect.signature(AdapterOptimizer).parameters) - {"layers"}
+    assert set(cfg.optimizer_arguments()) == accepted

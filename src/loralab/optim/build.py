@@ -45,24 +45,7 @@ def build_optimizer(
             f"with gate_rescale={not cfg.gate_rescale}: build the adapters with "
             f"AdapterConfig(..., gate_rescale=OptimizerConfig.from_mapping(cfg).gate_rescale)"
         )
-    optimizer = AdapterOptimizer(
-        layers,
-        lr=cfg.lr,
-        base=cfg.base,
-        riemannian=cfg.riemannian,
-        delta=cfg.delta,
-        weight_decay=cfg.weight_decay,
-        momentum=cfg.momentum,
-        betas=cfg.betas,
-        eps=cfg.eps,
-        bias_correction=cfg.bias_correction,
-        precondition_b_with_updated_a=cfg.precondition_b_with_updated_a,
-        router_lr=cfg.router_lr,
-        router_base=cfg.router_base,
-        router_clip=cfg.router_clip,
-        foreach=cfg.foreach,
-        preconditioner=cfg.preconditioner,
-    )
+    optimizer = AdapterOptimizer(layers, **cfg.optimizer_arguments())
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     stray = [
         n for n, p in model.named_parameters() if p.requires_grad and id(p) not in in_optimizer

@@ -124,6 +124,17 @@ class OptimizerConfig:
     def preconditioner(self) -> Callable | None:
         return VARIANTS[self.name].preconditioner
 
+    def optimizer_arguments(self) -> dict[str, Any]:
+        """`AdapterOptimizer`'s keyword arguments: every setting but the name and the schedule
+        (each passes under its own name), and the switches the name stands for."""
+        settings = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.name not in ("name", "scheduler")
+        }
+        switches = {"base": self.base, "riemannian": self.riemannian}
+        return settings | switches | {"preconditioner": self.preconditioner}
+
     @classmethod
     def from_mapping(cls, config: Mapping | OptimizerConfig) -> OptimizerConfig:
         """Check a config (a dict or an OmegaConf node). Raises ValueError naming the key, the
