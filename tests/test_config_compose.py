@@ -93,7 +93,7 @@ PAPER = [
 def test_paper_experiments_state_the_papers_settings(name):
     cfg = compose_config([f"experiment={name}"])
     OmegaConf.resolve(cfg)
-    assert cfg.model.name == "llama3_2_3b"
+    assert cfg.model.name == ("llama3_8b" if name == "moslora_commonsense" else "llama3_2_3b")
     if name == "moslora_commonsense":
         assert (cfg.adapter.rank, cfg.adapter.alpha, cfg.optimizer.lr) == (16, 32, 3e-4)
         assert cfg.optimizer.scheduler.warmup_steps == 100
@@ -164,7 +164,7 @@ def test_text_form_experiments_keep_their_papers_method_on_arc_easy(name, sweep)
     OmegaConf.resolve(cfg)
     assert cfg.model.name == "smollm2_135m" and cfg.task.name == "arc_e"
     assert cfg.task.answer_form == "text" and cfg.task.source == "/data/commonsense"
-    assert (cfg.task.max_examples.validation, cfg.task.max_examples.test) == (120, 1000)
+    assert (cfg.task.max_examples.validation, cfg.task.max_examples.test) == (120, None)
     assert compose_sweep(name)[sweep] == compose_sweep(paper)[sweep]
     if sweep == "optimizer":
         assert (cfg.adapter.num_experts, cfg.adapter.top_k, cfg.adapter.rank) == (20, 10, 4)

@@ -11,7 +11,12 @@ import torch.nn.functional as F
 
 from loralab.evaluation.likelihood import option_loglikelihoods
 from loralab.evaluation.option_metrics import mean_stderr, option_picks, option_tables
-from loralab.evaluation.scoring import answer_logits, decision_token, predict_options
+from loralab.evaluation.scoring import (
+    answer_logits,
+    base_hidden,
+    decision_token,
+    predict_options,
+)
 from loralab.runs.checkpoints import rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -109,19 +114,24 @@ class FineTuningModule(L.LightningModule):
         return (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
 
     def _token_mean_loss(self, batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Mean over the answer tokens of the whole global batch, also under DDP, and this
-        batch's mean decision-token loss and accuracy (detached: logged, not trained).
+        """Mean over the answer tokens (every token under ``data.train_on_inputs``) of the whole
+        global batch, also under DDP, and this batch's mean decision-token loss and accuracy
+        (detached: logged, not trained).
 
         Each process divides its token-loss sum by the global token count times the number of
         processes; DDP's gradient average then gives exactly the one-process gradient even when
         answers differ in length across processes.
         """
-        logits, targets, counts = answer_logits(self.model, batch)
+        whole = "input_labels" in batch  # data.train_on_inputs: the loss covers the prompt too
+        hidden = base_hidden(self.model, batch) if whole else None
+        logits, targets, counts = answer_logits(self.model, batch, hidden)
         with torch.no_grad():
             losses, correct = decision_token(
                 logits, targets, counts, batch["option_offset"], batch.get("decision_length")
             )
             decision = (losses.mean(), correct.mean())
+        if whole:
+            logits, targets, _ = answer_logits(self.model, batch, hidden, key="input_labels")
         total = F.cross_entropy(logits.float(), targets, reduction="sum")
         world = self.trainer.world_size
         if world == 1:

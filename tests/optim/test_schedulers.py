@@ -13,23 +13,38 @@ SPAN = {"total_steps": 14, "warmup_steps": 4, "final_lr_fraction": 0.1}
 @pytest.mark.parametrize(
     ("name", "step", "expected"),
     [
-        ("linear", 0, 0.25),  # warm-up: (s + 1) / warmup_steps
-        ("linear", 3, 1.0),  # warm-up end
+        ("linear", 0, 0.0),  # warm-up: s / warmup_steps, as transformers' schedules
+        ("linear", 3, 0.75),  # last warm-up step
         ("linear", 4, 1.0),
         ("linear", 9, 1 - 0.9 * 0.5),  # halfway through the decay
         ("linear", 14, 0.1),
         ("linear", 30, 0.1),
-        ("cosine", 1, 0.5),
+        ("cosine", 1, 0.25),
         ("cosine", 4, 1.0),
         ("cosine", 6, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.2))),
         ("cosine", 9, 0.55),
         ("cosine", 14, 0.1),
-        ("constant", 2, 0.75),
+        ("constant", 2, 0.5),
         ("constant", 14, 1.0),
     ],
 )
 def test_factor(name, step, expected):
     assert lr_factor(name, step, **SPAN) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_warmup_and_decay_equal_transformers_schedules(name):
+    """With warm-up and a decay to 0, every step's factor is transformers' own (the schedule
+    MoSLoRA's reference trains with: HF Trainer's linear warm-up then linear decay)."""
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    make = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = make[name](optimizer, num_warmup_steps=10, num_training_steps=50)
+    for step in range(51):  # past the end transformers' cosine rises again; loralab holds
+        theirs = reference.lr_lambdas[0](step)
+        ours = lr_factor(name, step, total_steps=50, warmup_steps=10, final_lr_fraction=0.0)
+        assert ours == pytest.approx(theirs, abs=1e-12), step
 
 
 def test_paper_schedule_without_warmup():

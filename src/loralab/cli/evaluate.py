@@ -87,6 +87,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             resolved["data"],
             cfg.max_new_tokens,
             progress=True,
+            num_beams=cfg.num_beams,
         )
     summary = summarize(results, dropped)
     adapter = cfg.adapter_dir or "base model"

@@ -76,11 +76,14 @@ def run(cfg: DictConfig, run_dir: Path):
             evaluate_at_start(trainer, module, datamodule, task, run_dir, resolved, checkpoint)
             trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         stop.raise_if_stopped()
+        selection = select_adapter(trainer, model, adapter_cfg, run_dir)
         test_at_end(trainer, module, datamodule, task, run_dir, saved)
         for logger in loggers:
             logger.finalize("success")
         summary = write_outputs(cfg, resolved, run_dir, trainer, model, adapter_cfg, datamodule)
         summary.update(precision=precision, wall_time_s=round(time.perf_counter() - started, 1))
+        if selection is not None:
+            summary["selection"] = selection
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     finally:
         _close_wandb()
@@ -182,6 +185,7 @@ def run_callbacks(resolved: dict, run_dir: Path, task, tokenizer, stop) -> list:
         StepCheckpoint,
     )
     from loralab.runs.faults import PlantedFaults
+    from loralab.runs.selection import BestAdapter
     from loralab.runs.summary import PREDICTIONS_DIR
 
     checkpoints = StepCheckpoint(
@@ -202,6 +206,9 @@ def run_callbacks(resolved: dict, run_dir: Path, task, tokenizer, stop) -> list:
         )
     if not sys.stdout.isatty():  # a batch job's log file: the bar shows only its end
         callbacks.append(ProgressLog())
+    select_by = resolved["checkpoint"].get("select_by")
+    if select_by:
+        callbacks.append(BestAdapter(select_by, resolved["checkpoint"]["select_mode"]))
     evaluation = resolved["evaluation"]
     if evaluation["generate_every"]:
         data_cfg = dict(resolved["data"], seed=resolved["seed"])
@@ -216,6 +223,7 @@ def run_callbacks(resolved: dict, run_dir: Path, task, tokenizer, stop) -> list:
                 evaluation["max_new_tokens"],
                 evaluation.get("generate_at_start", True),
                 predictions_dir=run_dir / PREDICTIONS_DIR,
+                num_beams=evaluation["num_beams"],
             )
         )
     return callbacks
@@ -249,6 +257,27 @@ def evaluate_at_start(trainer, module, datamodule, task, run_dir, resolved, chec
         record_test(trainer, module, task, datamodule, run_dir)
     if evaluation["validate_at_start"] and validates(datamodule, resolved["trainer"]):
         trainer.validate(module, datamodule=datamodule, verbose=False)
+
+
+def select_adapter(trainer, model, adapter_cfg, run_dir: Path) -> dict | None:
+    """With ``checkpoint.select_by``: keep the last adapter as ``adapter_last/`` and put the
+    selected weights in the model, which the final test and ``adapter/`` then use. Returns
+    what the summary records of the selection (None without one)."""
+    from loralab.adapters import save_adapter
+    from loralab.runs.selection import BestAdapter
+
+    selector = next((c for c in trainer.callbacks if isinstance(c, BestAdapter)), None)
+    if selector is None:
+        return None
+    save_adapter(model, run_dir / "adapter_last", adapter_cfg)
+    if selector.restore_best(model):
+        log.info(
+            "selected the adapter of step %d (%s %.4g); the last is in adapter_last/",
+            selector.best_step,
+            selector.metric,
+            selector.best_value,
+        )
+    return selector.record(trainer.global_step)
 
 
 def test_at_end(trainer, module, datamodule, task, run_dir: Path, saved: dict | None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from loralab.values import is_integer
+from loralab.values import is_integer, is_number
 
 NONFINITE_POLICIES = ("stop", "skip")
 WANDB_MODES = ("auto", "offline", "online", "disabled")
@@ -358,15 +358,27 @@ TYPED_KEYS = {
     "data.sort_by_length": (_is_bool, "true or false"),
     "evaluation.generate_every": (_whole(0), "an integer >= 0"),
     "evaluation.max_new_tokens": (_whole(1), "an integer >= 1"),
+    "evaluation.num_beams": (_whole(1), "an integer >= 1 (1 = greedy)"),
+    "data.train_on_inputs": (_is_bool, "true or false"),
     "evaluation.router_stats_every": (_whole(0), "an integer >= 0"),
     "evaluation.generate_at_start": (_is_bool, "true or false"),
     "evaluation.before_training": (_is_bool, "true or false"),
     "evaluation.validate_at_start": (_is_bool, "true or false"),
     "evaluation.router_stats_per_layer": (_is_bool, "true or false"),
+    "trainer.gradient_clip_val": (
+        lambda v: v is None or (is_number(v) and v >= 0),
+        "null (off) or a number >= 0",
+    ),
+    "checkpoint.select_by": (
+        lambda v: v is None or (isinstance(v, str) and v.startswith("val/")),
+        "null or a validation metric such as val/loss or val/acc",
+    ),
+    "checkpoint.select_mode": (lambda v: v in ("min", "max"), "min or max"),
     "debug.nan_at_step": (_whole(1, True), "null or an integer >= 1"),
     "debug.kill_at_step": (_whole(1, True), "null or an integer >= 1"),
     "debug.kill_signal": (lambda v: v in KILL_SIGNALS, "one of " + ", ".join(KILL_SIGNALS)),
     "max_new_tokens": (_whole(1), "an integer >= 1"),
+    "num_beams": (_whole(1), "an integer >= 1 (1 = greedy)"),
     "model.pretrained": (_text(True), "null or a Hub id / local path"),
     "model.trust_remote_code": (_is_bool, "true or false"),
     "model.tiny.vocab_size": (_whole(16), "an integer >= 16"),

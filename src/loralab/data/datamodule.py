@@ -11,7 +11,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from loralab.data.encoding import Encoded, answer_lead, encode_example, option_tokens, pad_right
+from loralab.data.encoding import (
+    IGNORE_INDEX,
+    Encoded,
+    answer_lead,
+    encode_example,
+    option_tokens,
+    pad_right,
+)
 from loralab.data.options import Option, encode_option, option_batch
 from loralab.data.sampler import ResumableSampler, batches_per_epoch
 from loralab.tasks import DataError, Task
@@ -59,6 +66,8 @@ class TaskDataModule(L.LightningDataModule):
         self.seed = int(data_cfg["seed"])
         self.sort_by_length = bool(data_cfg.get("sort_by_length", False))
         self.target_layout = data_cfg.get("target_layout", "loralab")
+        # the training loss over prompt and answer (MoSLoRA's train_on_inputs), not the answer
+        self.train_on_inputs = bool(data_cfg.get("train_on_inputs", False))
         self.encoded: dict[str, list] = {}
         self.records: dict[str, list[dict]] = {}
         self.dropped: dict[str, int] = {}
@@ -134,10 +143,14 @@ class TaskDataModule(L.LightningDataModule):
             self._option_cache[targets] = offset, options
         return self._option_cache[targets]
 
-    def collate(self, items: list[Item], with_options: bool = True):
+    def collate(self, items: list[Item], with_options: bool = True, inputs_as_labels=False):
         """One batch; ``with_options=False`` leaves out whole-option sequences (training reads
-        only the gold answer)."""
+        only the gold answer); ``inputs_as_labels`` adds ``input_labels``, every real token
+        of the sequence a target (``data.train_on_inputs``); ``labels`` keep the answer."""
         batch = pad_right([item.example for item in items], self.tokenizer.pad_token_id)
+        if inputs_as_labels:
+            padding = batch["attention_mask"] == 0
+            batch["input_labels"] = batch["input_ids"].masked_fill(padding, IGNORE_INDEX)
         width = max(len(item.option_ids) for item in items)
         option_ids = torch.full((len(items), width), -1, dtype=torch.long)
         for row, item in enumerate(items):
@@ -182,7 +195,9 @@ class TaskDataModule(L.LightningDataModule):
             items,
             batch_size=self.batch_size,
             sampler=sampler,
-            collate_fn=partial(self.collate, with_options=False),
+            collate_fn=partial(
+                self.collate, with_options=False, inputs_as_labels=self.train_on_inputs
+            ),
             generator=torch.Generator(),  # see _eval_loader
         )
 

@@ -35,10 +35,11 @@ class GenerateAccuracy(Callback):
         max_new_tokens: int = 10,
         at_start: bool = True,
         predictions_dir: Path | None = None,
+        num_beams: int = 1,
     ):
         self.task, self.tokenizer, self.data_cfg = task, tokenizer, dict(data_cfg)
         self.every, self.split, self.max_new_tokens = every, split, max_new_tokens
-        self.at_start = at_start
+        self.at_start, self.num_beams = at_start, num_beams
         self.predictions_dir = predictions_dir  # each measurement's per-problem record, if set
         self._measured_at: int | None = None
 
@@ -69,6 +70,7 @@ class GenerateAccuracy(Callback):
                 "generate",
                 self.data_cfg,
                 self.max_new_tokens,
+                num_beams=self.num_beams,
             )
         if self.predictions_dir is not None:
             self.predictions_dir.mkdir(parents=True, exist_ok=True)

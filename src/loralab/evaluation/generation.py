@@ -1,4 +1,5 @@
-"""``generate`` mode: greedy decoding of each prompt's answer, batched with left padding.
+"""``generate`` mode: greedy (or beam-search) decoding of each prompt's answer, batched with
+left padding.
 
 Prompts are encoded exactly as in training (same special tokens, same context-side cut), so the
 model continues from the ids it was trained on; a prompt leaves ``max_new_tokens`` of room in
@@ -24,9 +25,11 @@ def generate_answers(
     max_length: int,
     overflow: str = "truncate",
     progress: str | None = None,
+    num_beams: int = 1,
 ) -> list[str | None]:
     """Decoded continuation of each prompt (special tokens removed), None where the prompt was
-    over-long and ``overflow="drop"``. ``progress``: a bar with this description on stderr."""
+    over-long and ``overflow="drop"``. ``progress``: a bar with this description on stderr.
+    ``num_beams`` > 1: beam search (transformers' own, e.g. MoSLoRA's 4 beams), else greedy."""
     encoded: list[list[int] | None] = []
     for prompt in prompts:
         ids, lead = encode_prompt(tokenizer, prompt)
@@ -47,6 +50,7 @@ def generate_answers(
             **batch,
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            num_beams=num_beams,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )

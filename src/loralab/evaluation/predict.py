@@ -41,6 +41,7 @@ def predict_split(
     data_cfg: Mapping[str, Any],
     max_new_tokens: int = 10,
     progress: bool = False,
+    num_beams: int = 1,
 ) -> tuple[list[dict], int]:
     """``(results, dropped)``: one result per evaluated record, and how many over-long records
     ``data.overflow="drop"`` left out. ``data_cfg``: max_length, overflow, eval_batch_size.
@@ -53,7 +54,9 @@ def predict_split(
                 task = with_answer_form(task, "text")
             return _score(model, tokenizer, task, split, data_cfg, f"{mode} {split}", progress)
         if mode == "generate":
-            return _generate(model, tokenizer, task, split, data_cfg, max_new_tokens, progress)
+            return _generate(
+                model, tokenizer, task, split, data_cfg, max_new_tokens, progress, num_beams
+            )
         raise ValueError(f"mode={mode!r} must be one of {list(MODES)}")
     finally:
         model.train(was_training)
@@ -106,7 +109,7 @@ def score_results(
 
 
 def _generate(
-    model, tokenizer, task, split, data_cfg, max_new_tokens, progress
+    model, tokenizer, task, split, data_cfg, max_new_tokens, progress, num_beams
 ) -> tuple[list[dict], int]:
     records = task.splits[split]
     outputs = generate_answers(
@@ -118,6 +121,7 @@ def _generate(
         max_length=int(data_cfg["max_length"]),
         overflow=data_cfg["overflow"],
         progress=f"generate {split}" if progress else None,
+        num_beams=num_beams,
     )
     results = []
     for record, text in zip(records, outputs, strict=True):

@@ -21,19 +21,28 @@ from loralab.data.encoding import IGNORE_INDEX
 from loralab.evaluation.likelihood import option_loglikelihoods
 
 
-def answer_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def answer_logits(
+    model, batch, hidden: torch.Tensor | None = None, key: str = "labels"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits at answer positions only, their targets, and how many each row has.
 
     The vocabulary projection is the largest matrix of a small LM; prompts are most of each
     sequence, so projecting only where a label exists saves a large share of the step.
+    ``hidden``: the base model's last hidden states, where already computed; ``key``: the
+    batch's labels to read (``input_labels``: every token, for ``data.train_on_inputs``).
     """
-    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[
-        0
-    ]
-    targets = batch["labels"][:, 1:]
+    if hidden is None:
+        hidden = base_hidden(model, batch)
+    targets = batch[key][:, 1:]
     keep = targets != IGNORE_INDEX
     logits = model.get_output_embeddings()(hidden[:, :-1][keep])
     return logits, targets[keep], keep.sum(dim=1)
+
+
+def base_hidden(model, batch) -> torch.Tensor:
+    """The base model's last hidden states for ``batch`` (before the vocabulary projection)."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    return model.base_model(**inputs)[0]
 
 
 def decision_token(

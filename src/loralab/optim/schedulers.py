@@ -3,8 +3,8 @@
 `lr_factor(name, s, ...)` is the multiplier for optimizer step s (0-based; step the scheduler
 once per optimizer step):
 
-- warm-up, s < warmup_steps: (s + 1) / warmup_steps, so the first step already moves and the
-  last warm-up step runs at the full lr;
+- warm-up, s < warmup_steps: s / warmup_steps (transformers' linear warm-up, which MoSLoRA's
+  reference trains with: the first step runs at lr 0, the full lr is reached at warmup_steps);
 - `constant`: 1 after warm-up;
 - `linear`: from 1 at s = warmup_steps down to `final_lr_fraction` at s = total_steps, then held;
 - `cosine`: half a cosine over the same span, from 1 to `final_lr_fraction`, then held.
@@ -31,7 +31,7 @@ def lr_factor(
     final_lr_fraction: float = 0.0,
 ) -> float:
     if step < warmup_steps:
-        return (step + 1) / warmup_steps
+        return step / warmup_steps
     if name == "constant":
         return 1.0
     progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
