@@ -99,6 +99,7 @@ def _shared_errors(cfg: Mapping[str, Any]) -> list[str]:
         errors.append(f"model.source={model['source']!r} must be one of {list(SOURCES)}")
     if model["dtype"] not in DTYPES:
         errors.append(f"model.dtype={model['dtype']!r} must be one of {list(DTYPES)}")
+    errors += _quantization_errors(model)
     data = cfg["data"]
     if not is_integer(data["eval_batch_size"]) or data["eval_batch_size"] < 1:
         errors.append(f"data.eval_batch_size={data['eval_batch_size']!r} must be an integer >= 1")
@@ -109,6 +110,37 @@ def _shared_errors(cfg: Mapping[str, Any]) -> list[str]:
     if model["source"] == "tiny":
         errors.extend(_tiny_model_errors(model.get("tiny") or {}))
     errors.extend(task_config_errors(_plain(cfg["task"])))
+    return errors
+
+
+def _quantization_errors(model: Mapping[str, Any]) -> list[str]:
+    """``model.quantization=nf4`` needs bitsandbytes, a CUDA GPU and a pretrained model."""
+    from loralab.models.loading import DTYPES, QUANTIZATIONS
+
+    quantization = model.get("quantization", "none")
+    if quantization not in QUANTIZATIONS:
+        return [f"model.quantization={quantization!r} must be one of {list(QUANTIZATIONS)}"]
+    if quantization == "none":
+        return []
+    errors = []
+    if model.get("compute_dtype", "float16") not in DTYPES:
+        errors.append(
+            f"model.compute_dtype={model.get('compute_dtype')!r} must be one of {list(DTYPES)}"
+        )
+    if model["source"] == "tiny":
+        errors.append(
+            "model.quantization=nf4 quantises a pretrained checkpoint as it loads: use a model "
+            "with source hub, auto or embedded (e.g. model=smollm2_135m), or "
+            "model.quantization=none"
+        )
+    if not _installed("bitsandbytes") or _gpu_count() == 0:
+        errors.append(
+            "model.quantization=nf4 needs the bitsandbytes package and a CUDA GPU (its 4-bit "
+            "kernels run there; here: "
+            + ("bitsandbytes installed" if _installed("bitsandbytes") else "no bitsandbytes")
+            + f", {_gpu_count()} GPU(s)): on a GPU machine pip install 'loralab[nf4]', or set "
+            "model.quantization=none (bf16 weights)"
+        )
     return errors
 
 

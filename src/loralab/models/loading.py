@@ -29,6 +29,9 @@ LINEAR_TEMPLATES = {
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# model.quantization: none, or the reference's 4-bit base (NF4 with double quantisation,
+# bitsandbytes; matmuls in model.compute_dtype): the adapters train over dequantised weights
+QUANTIZATIONS = ("none", "nf4")
 
 
 def linear_module_names(model_cfg: Mapping[str, Any]) -> list[str]:
@@ -57,7 +60,10 @@ def load_model(model_cfg: Mapping[str, Any]):
         model = build_tiny_llama(tokenizer, **tiny).to(dtype)
     else:
         path = _pretrained_path(model_cfg)
-        model, tokenizer = _from_pretrained(path, dtype, bool(model_cfg["trust_remote_code"]))
+        quantization = _quantization_config(model_cfg)
+        model, tokenizer = _from_pretrained(
+            path, dtype, bool(model_cfg["trust_remote_code"]), quantization
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
@@ -82,12 +88,39 @@ def _in_local_hub_cache(hub_id: str) -> bool:
     return isinstance(found, str)
 
 
-def _from_pretrained(path: str, dtype: torch.dtype, trust_remote_code: bool):
+def _quantization_config(model_cfg: Mapping[str, Any]):
+    """transformers' BitsAndBytesConfig for ``model.quantization=nf4`` (the reference's:
+    4-bit NF4, double quantisation, ``model.compute_dtype`` matmuls), else None."""
+    if model_cfg.get("quantization", "none") != "nf4":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=DTYPES[model_cfg.get("compute_dtype", "float16")],
+    )
+
+
+def _from_pretrained(path: str, dtype: torch.dtype, trust_remote_code: bool, quantization=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("loading model %s", path)
+    log.info("loading model %s%s", path, "" if quantization is None else " in 4-bit NF4")
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    placed = {} if quantization is None else {"device_map": {"": torch.cuda.current_device()}}
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+        path,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        use_safetensors=True,
+        quantization_config=quantization,
+        **placed,
     )
+    if quantization is not None:
+        # as the reference: every weight left unquantised (norms, embeddings) in float32;
+        # gradient checkpointing stays off (it changes memory, not the numbers)
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model, tokenizer
