@@ -137,6 +137,21 @@ def test_forward_context_is_autocast_only_for_bf16_mixed():
         forward_context("16-mixed", cpu)
 
 
+def test_eval_defaults_to_the_checkpoints_dtype_without_autocast():
+    """loralab-eval's default precision is lm-evaluation-harness's: the weights' own dtype."""
+    from loralab.cli.precision import forward_context, resolve_precision
+    from tests.helpers import compose_config
+
+    assert compose_config([], name="eval").precision == "model"
+    layer, x, cpu = torch.nn.Linear(4, 4), torch.randn(2, 4), torch.device("cpu")
+    chosen = resolve_precision({"precision": "model", "accelerator": "cpu"}, layer)
+    assert chosen == "float32 (model dtype)"
+    with forward_context(chosen, cpu):
+        assert layer(x).dtype == torch.float32
+    half = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    assert resolve_precision({"precision": "model"}, half) == "bfloat16 (model dtype)"
+
+
 BAD = {
     "mode=beam": "mode='beam' must be one of ['score', 'generate', 'cloze']",
     "split=dev": "split='dev' must be one of",
@@ -144,7 +159,7 @@ BAD = {
     "task.max_examples.test=-1": "task.max_examples.test=-1 must be",
     "max_new_tokens=0": "max_new_tokens=0 must be",
     "data.overflow=wrap": "data.overflow='wrap' must be one of",
-    "precision=16-mixed": "precision='16-mixed' must be one of ['auto', '32-true', 'bf16-mixed']",
+    "precision=16-mixed": "precision='16-mixed' must be one of ['model', 'auto', '32-true', 'bf16-mixed']",
     "device=tpu": "device='tpu' must be one of ['auto', 'cpu', 'cuda']",
 }
 

@@ -31,7 +31,10 @@ log = logging.getLogger("loralab")
 
 AUTO = "auto"
 CPU_CHOICES = ("32-true", "bf16-mixed")
-EVAL_CHOICES = (AUTO, *CPU_CHOICES)  # loralab-eval: no Trainer, so plain float32 or autocast
+# loralab-eval: no Trainer, so no autocast or bf16 autocast. MODEL_DTYPE (its default): the
+# checkpoint's own dtype (model.dtype) with no autocast, what lm-evaluation-harness runs
+MODEL_DTYPE = "model"
+EVAL_CHOICES = (MODEL_DTYPE, AUTO, *CPU_CHOICES)
 # bf16 also rounds: take it only when it is clearly faster, not within timing noise.
 BF16_MIN_SPEEDUP = 1.15
 PROBE_TOKENS = 256  # rows of the probe's matmuls: a batch of 8 prompts of ~32 tokens
@@ -52,6 +55,8 @@ def resolve_device(name: str) -> torch.device:
 def resolve_precision(trainer_cfg: Mapping[str, Any], model) -> str:
     """The concrete Lightning precision for ``trainer_cfg['precision']`` and ``model``."""
     precision = str(trainer_cfg.get("precision", "32-true"))
+    if precision == MODEL_DTYPE:  # loralab-eval's default: no autocast, the weights' dtype
+        return f"{str(next(model.parameters()).dtype).removeprefix('torch.')} (model dtype)"
     if precision != AUTO:
         return precision
     if _uses_gpu(trainer_cfg):
@@ -103,7 +108,7 @@ def forward_context(precision: str, device: torch.device):
     autocast for ``bf16-mixed``, nothing for ``32-true``."""
     if precision == "bf16-mixed":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "32-true":
+    if precision == "32-true" or precision.endswith("(model dtype)"):
         return contextlib.nullcontext()
     raise ValueError(f"precision={precision!r} must be one of {list(CPU_CHOICES)} here")
 
