@@ -4,13 +4,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.loralab-installed
+# torch: where nvidia-smi answers (or GPU=1), PyPI's CUDA build and bitsandbytes (model.
+# quantization=nf4); elsewhere (or GPU=) the CPU build. TORCH_INDEX=<url> adds a wheel index,
+# e.g. https://download.pytorch.org/whl/cpu for the CPU wheel where pip has none at hand.
+GPU ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+CONSTRAINTS := constraints/$(if $(GPU),gpu,cpu).txt
+comma := ,
+EXTRAS := $(if $(GPU),dev$(comma)nf4,dev)
+TORCH_INDEX ?=
 
 .PHONY: setup demo test lint format bench clean
 
-$(STAMP): pyproject.toml constraints/cpu.txt
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints/cpu.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
