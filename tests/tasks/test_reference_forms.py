@@ -289,3 +289,27 @@ def test_the_obqa_cpu_twin_renders_every_local_question_in_the_reference_form(sh
 def test_the_local_boolq_records_are_refused_in_the_reference_form(shared_data):
     with pytest.raises(DataError, match="no title and no passage"):
         build("boolq", shared_data / "commonsense", splits=("test",))
+
+
+@pytest.mark.integration
+def test_the_obqa_cpu_twin_runs_end_to_end_in_the_reference_form(shared_data, tmp_path):
+    """paper_obqa_cpu at two steps: trained, scored and generated in the reference's form."""
+    from loralab.cli.train import run
+
+    overrides = [
+        "experiment=paper_obqa_cpu",
+        "optimizer=rsgd",
+        f"data_root={shared_data}",
+        "logger=csv",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "evaluation.generate_every=2",
+        "task.max_examples.train=16",
+        "task.max_examples.validation=4",
+        "task.max_examples.test=6",
+    ]
+    summary, _ = run(compose_config(overrides), tmp_path / "run")
+    assert summary["steps"] == 2
+    predictions = tmp_path / "run" / "predictions" / "test_generate_step2.jsonl"
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(lines) == 6 and all(line["gold"] in "ABCD" for line in lines)
