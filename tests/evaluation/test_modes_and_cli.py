@@ -153,7 +153,7 @@ def test_eval_defaults_to_the_checkpoints_dtype_without_autocast():
 
 
 BAD = {
-    "mode=beam": "mode='beam' must be one of ['score', 'generate', 'cloze']",
+    "mode=beam": "mode='beam' must be one of ['score', 'generate', 'cloze', 'harness']",
     "split=dev": "split='dev' must be one of",
     "adapter_dir=/nonexistent/adapter": "adapter_dir='/nonexistent/adapter' holds no",
     "task.max_examples.test=-1": "task.max_examples.test=-1 must be",

@@ -45,18 +45,18 @@ log = logging.getLogger("loralab")
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate as ``cfg`` says and write ``eval.json``, ``eval.md`` and ``predictions.jsonl``
     into ``run_dir``."""
-    from loralab.adapters import load_adapter
-    from loralab.cli.precision import forward_context, resolve_device, resolve_precision
+    from loralab.cli.precision import forward_context
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.predictions_file import write_predictions
     from loralab.evaluation.report import summarize, to_markdown
-    from loralab.models import load_model
     from loralab.runs.provenance import device_name, source_commit
     from loralab.tasks import DataError, build_task
     from loralab.tasks.text_answers import with_answer_form
 
     started = time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.mode == "harness":
+        return _run_harness(cfg, resolved, run_dir, started)
     task = build_task(resolved["task"], splits=(cfg.split,))  # data errors before the model loads
     if not task.splits[cfg.split]:
         source = resolved["task"]["source"]
@@ -69,14 +69,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise DataError(f"task {task.name!r} has no {cfg.split} records at {source}{hint}")
     if cfg.mode == "cloze" and not task.whole_options:  # a record without option texts: exit 2 now
         task = with_answer_form(task, "text")
-    model, tokenizer = load_model(resolved["model"])
-    if cfg.adapter_dir is not None:
-        load_adapter(model, cfg.adapter_dir)
-    open_log_file()  # every input is checked: the log (held in memory so far) may be written
-    device = resolve_device(cfg.device)
-    model.to(device)
-    accelerator = "gpu" if device.type == "cuda" else "cpu"
-    precision = resolve_precision({"precision": cfg.precision, "accelerator": accelerator}, model)
+    model, tokenizer, device, precision = _adapted_model(cfg, resolved)
     with forward_context(precision, device):
         results, dropped = predict_split(
             model,
@@ -114,6 +107,61 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return {"summary": summary, "table": table, "run_dir": str(run_dir)}
 
 
+def _adapted_model(cfg: DictConfig, resolved: dict):
+    """(model with the adapter of ``adapter_dir``, tokenizer, device, precision)."""
+    from loralab.adapters import load_adapter
+    from loralab.cli.precision import resolve_device, resolve_precision
+    from loralab.models import load_model
+
+    model, tokenizer = load_model(resolved["model"])
+    if cfg.adapter_dir is not None:
+        load_adapter(model, cfg.adapter_dir)
+    open_log_file()  # every input is checked: the log (held in memory so far) may be written
+    device = resolve_device(cfg.device)
+    model.to(device)
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    precision = resolve_precision({"precision": cfg.precision, "accelerator": accelerator}, model)
+    return model, tokenizer, device, precision
+
+
+def _run_harness(cfg: DictConfig, resolved: dict, run_dir: Path, started: float) -> dict:
+    """``mode=harness``: lm-evaluation-harness's tasks on the adapted model; its results (each
+    metric with its standard error, as lm-eval reports them) in ``eval.json`` and ``eval.md``."""
+    from loralab.cli.precision import forward_context
+    from loralab.evaluation.harness import harness_table, run_harness
+    from loralab.runs.provenance import device_name, source_commit
+
+    model, tokenizer, device, precision = _adapted_model(cfg, resolved)
+    harness = resolved["harness"]
+    with forward_context(precision, device):
+        results = run_harness(
+            model,
+            tokenizer,
+            harness["tasks"],
+            include_path=harness["include_path"],
+            limit=harness["limit"],
+            num_fewshot=harness["num_fewshot"],
+            batch_size=int(resolved["data"]["eval_batch_size"]),
+        )
+    adapter = cfg.adapter_dir or "base model"
+    title = f"lm-evaluation-harness, {resolved['model']['name']} + {adapter} ({device.type}, {precision})"
+    table = harness_table(results, title)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = {
+        "config": resolved,
+        "overrides": _command_line(),
+        "harness": results,
+        "device": str(device),
+        "device_name": device_name("cpu" if device.type == "cpu" else None),
+        "commit": source_commit(),
+        "precision": precision,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    (run_dir / "eval.json").write_text(json.dumps(report, indent=2, default=str))
+    (run_dir / "eval.md").write_text(table)
+    return {"summary": results, "table": table, "run_dir": str(run_dir)}
+
+
 def _without_scores(result: dict) -> dict:
     """A result without its per-option scores: those are predictions.jsonl's."""
     return {key: value for key, value in result.items() if key != "option_scores"}
@@ -145,7 +193,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     except (DataError, AdapterFileError) as err:  # each names the file (record, field, tensor)
         _refuse(run_dir, str(err))
     print(outcome["table"])
-    print(f"written: {outcome['run_dir']}/eval.json, eval.md, predictions.jsonl")
+    files = "eval.json, eval.md" + ("" if cfg.mode == "harness" else ", predictions.jsonl")
+    print(f"written: {outcome['run_dir']}/{files}")
 
 
 def _refuse(run_dir: Path, message: str) -> None:

@@ -175,8 +175,10 @@ def _eval_errors(cfg: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     if cfg["split"] not in SPLITS:
         errors.append(f"split={cfg['split']!r} must be one of {list(SPLITS)}")
-    if cfg["mode"] not in MODES:
-        errors.append(f"mode={cfg['mode']!r} must be one of {list(MODES)}")
+    if cfg["mode"] not in (*MODES, "harness"):
+        errors.append(f"mode={cfg['mode']!r} must be one of {[*MODES, 'harness']}")
+    elif cfg["mode"] == "harness":
+        errors += _harness_errors(_plain(cfg.get("harness")) or {})
     if cfg["precision"] not in EVAL_CHOICES:
         errors.append(
             f"precision={cfg['precision']!r} must be one of {list(EVAL_CHOICES)} (use the "
@@ -192,6 +194,32 @@ def _eval_errors(cfg: Mapping[str, Any]) -> list[str]:
             f"adapter_dir={adapter_dir!r} holds no adapter_config.json "
             "(expected a folder written by save_adapter, e.g. a training run's adapter/)"
         )
+    return errors
+
+
+def _harness_errors(harness: Mapping[str, Any]) -> list[str]:
+    """mode=harness: lm-eval installed, tasks named, the optional settings in range."""
+    from loralab.evaluation.harness import INSTALL_HINT, harness_installed
+
+    errors = []
+    if not harness_installed():
+        errors.append(
+            f"mode=harness needs lm-evaluation-harness, not installed here: {INSTALL_HINT}"
+        )
+    tasks = harness.get("tasks")
+    if not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
+        errors.append(
+            f"harness.tasks={tasks!r} must name lm-eval tasks, e.g. 'harness.tasks=[arc_easy]'"
+        )
+    folder = harness.get("include_path")
+    if folder is not None and not Path(str(folder)).is_dir():
+        errors.append(f"harness.include_path={folder!r} is not a folder (of task YAMLs)")
+    limit = harness.get("limit")
+    if limit is not None and not (is_number(limit) and limit > 0):
+        errors.append(f"harness.limit={limit!r} must be null or a number > 0 (lm-eval's --limit)")
+    shots = harness.get("num_fewshot")
+    if shots is not None and not (is_integer(shots) and shots >= 0):
+        errors.append(f"harness.num_fewshot={shots!r} must be null or an integer >= 0")
     return errors
 
 
