@@ -41,7 +41,8 @@ def test_the_reference_quantization_settings():
     assert _quantization_config({"quantization": "none"}) is None
 
 
-SUN = ["paper_fig2", "paper_fig3", "paper_scienceqa", "paper_adamw", "paper_obqa", "paper_csqa"]
+SUN = ["paper_fig2", "paper_fig3", "paper_scienceqa", "paper_adamw", "paper_obqa", "paper_boolq"]
+SUN += ["paper_csqa"]
 
 
 @pytest.mark.parametrize("name", SUN)

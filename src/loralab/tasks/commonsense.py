@@ -34,6 +34,7 @@ from loralab.tasks.alpaca import alpaca_prompt
 from loralab.tasks.base import Task
 from loralab.tasks.sources import (
     SplitData,
+    first_of_test,
     hold_out,
     load_source,
     materialise,
@@ -171,7 +172,8 @@ def load_commonsense(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> di
             if test is None:
                 log.warning("%s: no test split under %s", task, task_cfg["source"])
                 continue
-            indices = sample_indices(list(range(len(test.rows))), caps["test"], f"{seed}/test")
+            first = first_of_test(task_cfg, "test")
+            indices = sample_indices(range(len(test.rows)), caps["test"], f"{seed}/test", first)
             records["test"] += materialise(test, indices, partial(normalise_record, task=task))
     if {"train", "validation"} & set(splits):
         if name == MIX and task_cfg["train_source"]:

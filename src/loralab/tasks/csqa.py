@@ -39,6 +39,7 @@ from loralab.tasks.base import DataError, Task
 from loralab.tasks.records import read_json_records
 from loralab.tasks.sources import (
     SplitData,
+    first_of_test,
     hold_out,
     load_source,
     materialise,
@@ -174,7 +175,8 @@ def load_csqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[str,
         if split not in pools:
             raise DataError(_missing_split(source, split, task_cfg["test_split"]))
         rows, indices = pools[split]
-        chosen = sample_indices(indices, task_cfg["max_examples"][split], f"{seed}/{split}")
+        cap, first = task_cfg["max_examples"][split], first_of_test(task_cfg, split)
+        chosen = sample_indices(indices, cap, f"{seed}/{split}", first)
         records[split] = materialise(rows, chosen, normalise)
     return records
 

@@ -59,6 +59,7 @@ from loralab.tasks.alpaca import alpaca_prompt
 from loralab.tasks.base import DataError, Task
 from loralab.tasks.sources import (
     SplitData,
+    first_of_test,
     hold_out,
     load_source,
     materialise,
@@ -234,7 +235,10 @@ def load_reference(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict
         cap = validation_cap if split == "validation" else caps[split]
         # the llm_adapters form's seeds: a capped split holds the same questions in both forms
         chosen = sample_indices(
-            indices, cap, f"{seed}/test" if split == "test" else f"{seed}/{split}/{name}"
+            indices,
+            cap,
+            f"{seed}/test" if split == "test" else f"{seed}/{split}/{name}",
+            first_of_test(task_cfg, split),
         )
         records[split] = materialise(rows, chosen, normalise)
     return records

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loralab.tasks.base import Task
+from loralab.tasks.sources import TEST_TAKES
 from loralab.tasks.text_answers import ANSWER_FORMS, with_answer_form
 from loralab.values import is_integer
 
@@ -94,6 +95,12 @@ def task_config_errors(task_cfg: Mapping[str, Any]) -> list[str]:
         cap = caps.get(split)
         if split not in caps or (cap is not None and (not is_integer(cap) or cap < 0)):
             errors.append(f"task.max_examples.{split}={cap!r} must be null or an integer >= 0")
+    take = task_cfg.get("test_take", "sample")
+    if take not in TEST_TAKES:
+        errors.append(
+            f"task.test_take={take!r} must be one of {list(TEST_TAKES)} (sample: a seeded sample "
+            "of task.max_examples.test questions; first: the first N, as lm-eval's --limit)"
+        )
     seed = task_cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         errors.append(f"task.seed={seed!r} must be an integer >= 0")

@@ -37,6 +37,7 @@ from loralab.tasks.sources import (
     SPLIT_ALIASES,
     DataError,
     SplitData,
+    first_of_test,
     load_source,
     materialise,
     record_error,
@@ -133,7 +134,8 @@ def load_scienceqa(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict
             continue
         rows, kept = _usable(data[split], split, task_cfg["text_only"])
         cap = task_cfg["max_examples"][split]
-        indices = sample_indices(kept, cap, seed=f"{task_cfg['seed']}/{split}")
+        first = first_of_test(task_cfg, split)
+        indices = sample_indices(kept, cap, f"{task_cfg['seed']}/{split}", first)
         records[split] = materialise(rows, indices, normalise)
     return records
 
@@ -176,7 +178,8 @@ def _load_mapped(task_cfg: Mapping[str, Any], splits: tuple[str, ...]) -> dict[s
             pairs = _drop_repeats(pairs, split)
         merged = [record for _, record in pairs]
         cap = task_cfg["max_examples"][split]
-        chosen = sample_indices(list(range(len(merged))), cap, seed=f"{task_cfg['seed']}/{split}")
+        first = first_of_test(task_cfg, split)
+        chosen = sample_indices(range(len(merged)), cap, f"{task_cfg['seed']}/{split}", first)
         records[split] = [merged[i] for i in chosen]
     return records
 

@@ -193,14 +193,24 @@ def _join(url: str, subdir: str | None) -> str:
     return f"{url.rstrip('/')}/{subdir}" if subdir else url.rstrip("/")
 
 
-def sample_indices(indices: list[int], n: int | None, seed: str) -> list[int]:
+TEST_TAKES = ("sample", "first")  # task.test_take: how a cap on the test split picks
+
+
+def first_of_test(task_cfg, split: str) -> bool:
+    """Whether ``split``'s cap takes its first N (``task.test_take=first``, lm-eval's --limit)."""
+    return split == "test" and task_cfg.get("test_take", "sample") == "first"
+
+
+def sample_indices(indices: list[int], n: int | None, seed: str, first: bool = False) -> list[int]:
     """A deterministic subsample of ``n`` of ``indices`` in their original order (all if None).
 
     Sources may be ordered (the 170k commonsense mix is grouped by task), so a cap takes a
-    seeded sample, not the first ``n``.
+    seeded sample, not the first ``n``; ``first``: the first ``n`` (as lm-eval's ``--limit``).
     """
     if n is None or n >= len(indices):
         return list(indices)
+    if first:
+        return list(indices[:n])
     chosen = set(random.Random(seed).sample(range(len(indices)), n))
     return [index for position, index in enumerate(indices) if position in chosen]
 
