@@ -117,16 +117,16 @@ def _quantization_errors(model: Mapping[str, Any]) -> list[str]:
     """``model.quantization=nf4`` needs bitsandbytes, a CUDA GPU and a pretrained model."""
     from loralab.models.loading import DTYPES, QUANTIZATIONS
 
-    quantization = model.get("quantization", "none")
-    if quantization not in QUANTIZATIONS:
-        return [f"model.quantization={quantization!r} must be one of {list(QUANTIZATIONS)}"]
-    if quantization == "none":
-        return []
     errors = []
     if model.get("compute_dtype", "float16") not in DTYPES:
         errors.append(
             f"model.compute_dtype={model.get('compute_dtype')!r} must be one of {list(DTYPES)}"
         )
+    quantization = model.get("quantization", "none")
+    if quantization not in QUANTIZATIONS:
+        errors.append(f"model.quantization={quantization!r} must be one of {list(QUANTIZATIONS)}")
+    if quantization != "nf4":
+        return errors
     if model["source"] == "tiny":
         errors.append(
             "model.quantization=nf4 quantises a pretrained checkpoint as it loads: use a model "
