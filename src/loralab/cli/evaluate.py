@@ -49,7 +49,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from loralab.evaluation.predict import predict_split
     from loralab.evaluation.predictions_file import write_predictions
     from loralab.evaluation.report import summarize, to_markdown
-    from loralab.runs.provenance import device_name, source_commit
     from loralab.tasks import DataError, build_task
     from loralab.tasks.text_answers import with_answer_form
 
@@ -89,20 +88,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         f"({device.type}, {precision})"
     )
     table = to_markdown(summary, title)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    report = {
-        "config": resolved,
-        "overrides": _command_line(),
-        "summary": summary,
-        "device": str(device),
-        "device_name": device_name("cpu" if device.type == "cpu" else None),
-        "commit": source_commit(),
-        "precision": precision,
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "records": [_without_scores(result) for result in results],
-    }
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
-    (run_dir / "eval.md").write_text(table)
+    records = [_without_scores(result) for result in results]
+    _write_report(
+        run_dir, resolved, device, precision, started, table, summary=summary, records=records
+    )
     write_predictions(run_dir / "predictions.jsonl", results)
     return {"summary": summary, "table": table, "run_dir": str(run_dir)}
 
@@ -129,7 +118,6 @@ def _run_harness(cfg: DictConfig, resolved: dict, run_dir: Path, started: float)
     metric with its standard error, as lm-eval reports them) in ``eval.json`` and ``eval.md``."""
     from loralab.cli.precision import forward_context
     from loralab.evaluation.harness import harness_table, run_harness
-    from loralab.runs.provenance import device_name, source_commit
 
     model, tokenizer, device, precision = _adapted_model(cfg, resolved)
     harness = resolved["harness"]
@@ -146,20 +134,30 @@ def _run_harness(cfg: DictConfig, resolved: dict, run_dir: Path, started: float)
     adapter = cfg.adapter_dir or "base model"
     title = f"lm-evaluation-harness, {resolved['model']['name']} + {adapter} ({device.type}, {precision})"
     table = harness_table(results, title)
+    _write_report(run_dir, resolved, device, precision, started, table, harness=results)
+    return {"summary": results, "table": table, "run_dir": str(run_dir)}
+
+
+def _write_report(
+    run_dir: Path, resolved: dict, device, precision: str, started: float, table: str, **results
+) -> None:
+    """``eval.json`` (the config, command line, device, commit, precision, wall time and
+    ``results``) and ``eval.md`` (``table``) in ``run_dir``: every mode's record."""
+    from loralab.runs.provenance import device_name, source_commit
+
     run_dir.mkdir(parents=True, exist_ok=True)
     report = {
         "config": resolved,
         "overrides": _command_line(),
-        "harness": results,
         "device": str(device),
         "device_name": device_name("cpu" if device.type == "cpu" else None),
         "commit": source_commit(),
         "precision": precision,
         "wall_time_s": round(time.perf_counter() - started, 1),
+        **results,
     }
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2, default=str))
     (run_dir / "eval.md").write_text(table)
-    return {"summary": results, "table": table, "run_dir": str(run_dir)}
 
 
 def _without_scores(result: dict) -> dict:
