@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from loralab.adapters import AdapterConfig, inject_adapters, load_adapter, save_adapter
 from loralab.adapters.io import AdapterFileError
-from loralab.cli import validation
+from loralab.cli.settings import machine
 from loralab.cli.validation import ConfigError, validate_config
 from loralab.values import is_number
 from tests.helpers import compose_config, run_cli, snapshot
@@ -33,8 +33,8 @@ def refused(overrides, entry: str = "train") -> str:
 @pytest.fixture
 def cpu_machine(monkeypatch):
     """No GPU and no optional package, whatever this machine has."""
-    monkeypatch.setattr(validation, "_gpu_count", lambda: 0)
-    monkeypatch.setattr(validation, "_installed", lambda package: False)
+    monkeypatch.setattr(machine, "gpu_count", lambda: 0)
+    monkeypatch.setattr(machine, "installed", lambda package: False)
 
 
 BAD = [
@@ -81,7 +81,7 @@ def test_a_bad_value_is_refused_naming_key_value_and_what_is_allowed(
 
 
 def test_more_gpus_than_visible_are_refused(monkeypatch):
-    monkeypatch.setattr(validation, "_gpu_count", lambda: 1)
+    monkeypatch.setattr(machine, "gpu_count", lambda: 1)
     assert "trainer.devices=2 but 1 GPU(s) are visible here" in refused(
         ["trainer=ddp", "trainer.accelerator=gpu"]
     )

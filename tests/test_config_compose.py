@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from loralab import CONF_DIR
-from loralab.cli import validation
+from loralab.cli.settings import machine
 from loralab.cli.validation import validate_config
 from loralab.optim import variant
 from tests.helpers import compose_config
@@ -17,8 +17,8 @@ GROUPS = ["model", "adapter", "optimizer", "task", "trainer", "logger", "experim
 @pytest.fixture(autouse=True)
 def a_gpu_machine(monkeypatch):
     """Check the configs as on the machines the GPU ones are for: GPUs and DeepSpeed there."""
-    monkeypatch.setattr(validation, "_gpu_count", lambda: 8)
-    monkeypatch.setattr(validation, "_installed", lambda package: True)
+    monkeypatch.setattr(machine, "gpu_count", lambda: 8)
+    monkeypatch.setattr(machine, "installed", lambda package: True)
 
 
 def options(group: str) -> list[str]:

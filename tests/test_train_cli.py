@@ -273,7 +273,9 @@ def test_eval_help_is_loralab_evals_own(tmp_path):
     )
     assert done.returncode == 0
     assert "loralab-eval: accuracy of a saved adapter" in done.stdout
-    assert "adapter_dir: null" in done.stdout and "mode=generate" in done.stdout
+    assert "adapter_dir=null" in done.stdout and "mode=generate" in done.stdout
+    # each setting with its help, generated from loralab.cli.settings.EvalSettings
+    assert "  precision=model\n      model: the checkpoint's dtype" in done.stdout
     # the groups it lists are exactly the ones it takes: model and task, with every option
     conf = Path(CONF_DIR)
     for group in ("model", "task"):
