@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 from omegaconf import OmegaConf
 
+from loralab.adapters import AdapterConfig
 from loralab.cli.settings import EVAL_GROUPS, TRAIN_GROUPS
 from loralab.cli.settings.trainer import TrainerSettings
 from tests.helpers import compose_config, run_cli
@@ -59,5 +60,8 @@ def test_help_lists_each_setting_with_its_composed_value_and_declared_help(tmp_p
     at = lines.index("  trainer.max_steps=7")  # the override, not the config's 100
     assert lines[at + 1].strip().startswith(help_text["max_steps"])
     assert "  data.target_layout=reference" in lines  # the experiment's own value
+    adapter_help = {f.name: f.metadata["help"] for f in dataclasses.fields(AdapterConfig)}
+    at = lines.index("  adapter.kind=moe_lora")  # AdapterConfig's own help
+    assert lines[at + 1].strip() == adapter_help["kind"]
     for key in ("seed", "model.dtype", "evaluation.num_beams", "debug.kill_signal"):
         assert any(line.startswith(f"  {key}=") for line in lines), key

@@ -32,6 +32,11 @@ def register_adapter_kind(name: str, layer_class: type) -> None:
     CUSTOM_KINDS[name] = layer_class
 
 
+def _about(default, help: str):
+    """A field with its ``--help`` text (`loralab.cli.help` lists it)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class AdapterConfig:
     """One adapter family member: LoRA, MoSLoRA (LoRA + r x r mixer) or MoE-LoRA.
@@ -41,16 +46,28 @@ class AdapterConfig:
     (`q_proj`) or a regex over full module names, or a list of those (see `resolve_targets`).
     """
 
-    kind: str = "lora"
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.05
-    num_experts: int = 1
-    top_k: int = 1
-    mixer: bool | None = None
-    gate_rescale: bool = False
-    target_modules: str | list[str] = "attention"
-    load_balance_coef: float = 0.0
+    kind: str = _about(
+        "lora", "lora | moslora (LoRA + an r x r mixer) | moe_lora (a routed mixture)"
+    )
+    rank: int = _about(8, "r: the rank of each (A, B) pair (of each expert for moe_lora)")
+    alpha: float = _about(16.0, "the update is scaled by alpha / rank")
+    dropout: float = _about(0.05, "dropout on the adapter's input x (one mask shared by experts)")
+    num_experts: int = _about(1, "moe_lora: experts per adapted layer")
+    top_k: int = _about(1, "moe_lora: experts each token's router keeps (<= num_experts)")
+    mixer: bool | None = _about(
+        None, "an r x r mixer between A and B (null: true for moslora, false otherwise)"
+    )
+    gate_rescale: bool = _about(
+        False, "set by the optimizer's name (gsgd, grsgd, gadamw, gradamw), not in a config"
+    )
+    target_modules: str | list[str] = _about(
+        "attention",
+        "a preset (attention, mlp, all), a leaf name (q_proj), a regex over full module names, "
+        "or a list of those",
+    )
+    load_balance_coef: float = _about(
+        0.0, "moe_lora: weight of the router's load-balancing loss (0 = none)"
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS and self.kind not in CUSTOM_KINDS:

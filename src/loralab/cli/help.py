@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-# groups checked by their own config classes, shown as their composed YAML
-OTHER_GROUPS = {"train": ("adapter", "optimizer", "task"), "eval": ("task",)}
+# groups whose classes carry no help per key, shown as their composed YAML
+OTHER_GROUPS = {"train": ("optimizer", "task"), "eval": ("task",)}
 
 
 def settings_help(entry: str, _root_: DictConfig) -> str:
+    from loralab.adapters import AdapterConfig
     from loralab.cli.settings import EVAL_GROUPS, TRAIN_GROUPS, settings_help
 
-    groups = TRAIN_GROUPS if entry == "train" else EVAL_GROUPS
+    groups = EVAL_GROUPS
+    if entry == "train":  # the adapter's keys after the model's
+        groups = {key: cls for key, cls in TRAIN_GROUPS.items() if key != "model"}
+        groups = {"": groups.pop(""), "model": TRAIN_GROUPS["model"], "adapter": AdapterConfig}
+        groups |= {key: cls for key, cls in TRAIN_GROUPS.items() if key not in groups}
     plain = {}
     for key in _root_:
         if key != "hydra":  # its ${now:} and ${hydra:} values resolve only in a running job
@@ -27,10 +32,7 @@ def settings_help(entry: str, _root_: DictConfig) -> str:
     text = settings_help(plain, groups)
     others = OTHER_GROUPS[entry]
     shown = {key: plain[key] for key in others if key in plain}
-    text += (
-        f"\n\n{', '.join(others)} (checked by their own classes: "
-        + "loralab.adapters.AdapterConfig, loralab.optim.OptimizerConfig, the task's checks)\n"
-        if entry == "train"
-        else f"\n\n{', '.join(others)} (checked by the task's own checks)\n"
-    ) + OmegaConf.to_yaml(shown)
+    checked_by = {"optimizer": "loralab.optim.OptimizerConfig", "task": "the task's own checks"}
+    text += f"\n\n{', '.join(others)} (checked by {' and '.join(map(checked_by.get, others))})\n"
+    text += OmegaConf.to_yaml(shown)
     return text.replace("$", "$$")  # Hydra fills the template with string.Template

@@ -48,7 +48,9 @@ def settings_help(config: Mapping[str, Any], groups: Mapping[str, type]) -> str:
     for key, cls in groups.items():
         values = config if not key else config.get(key)
         if isinstance(values, Mapping):
-            title = " ".join((cls.__doc__ or key).split())
+            title = " ".join((cls.__doc__ or key).split("\n\n")[0].split())
+            if key and not title.startswith(f"{key}:"):
+                title = f"{key}: {title}"
             lines = describe_group(cls, values, f"{key}." if key else "")
             blocks.append("\n".join([title, *lines]))
     return "\n\n".join(blocks)

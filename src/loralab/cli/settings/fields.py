@@ -120,18 +120,20 @@ def describe_group(cls: type, values: Mapping[str, Any], prefix: str) -> list[st
         if field.name not in values:  # e.g. loralab-eval's data: has only the evaluation keys
             continue
         value = values[field.name]
-        nested = field.metadata["group"]
+        nested = field.metadata.get("group")
         if nested is not None and isinstance(value, Mapping):
             lines += describe_group(nested, value, f"{prefix}{field.name}.")
             continue
-        rule = field.metadata["rule"]
         if nested is not None:
-            accepts = "null or its keys"
+            accepts = " [null or its keys]"
+        elif "rule" not in field.metadata:  # a class that checks its values itself
+            accepts = ""
         else:
-            accepts = rule.describe() if rule is not None else "any text"
+            rule = field.metadata["rule"]
+            accepts = f" [{rule.describe() if rule is not None else 'any text'}]"
         lines.append(f"  {prefix}{field.name}={_shown(value)}")
         lines += textwrap.wrap(
-            f"{field.metadata['help']} [{accepts}]",
+            field.metadata["help"] + accepts,
             width=100,
             initial_indent=" " * 6,
             subsequent_indent=" " * 6,
