@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -61,3 +62,22 @@ def test_variant_reduces_training_loss_in_20_steps(name, tmp_path):
     assert after < min(0.97 * before, uniform - 0.05), (
         f"{name}: training loss {before:.3f} -> {after:.3f} (uniform logits: {uniform:.3f})"
     )
+
+
+@pytest.mark.parametrize("name", ["loraplus", "lorarite"])
+def test_loraplus_and_lorarite_train_the_smoke_experiment(name, tmp_path):
+    """`loralab-train experiment=smoke optimizer=<name>` as composed (the AdamW family's lr, the
+    default MoE-LoRA adapters): every logged training loss finite, and falling."""
+    cfg = compose_config(["experiment=smoke", f"optimizer={name}", "logger=csv"])
+    assert cfg.optimizer.lr == cfg.optimizer.family_lr.adamw
+    summary, _ = run(cfg, tmp_path)
+    assert summary["steps"] == cfg.trainer.max_steps
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    losses = metrics.dropna(subset=["train/loss"])["train/loss"].to_numpy()
+    assert len(losses) == cfg.trainer.max_steps and all(map(math.isfinite, losses))
+    quarter = len(losses) // 4
+    assert losses[-quarter:].mean() < losses[:quarter].mean() - 0.1, losses
+    if name == "loraplus":  # B's lr logged beside the experts'
+        lrs = metrics.dropna(subset=["lr/lora_B"])
+        ratio = lrs["lr/lora_B"] / lrs["lr/experts"]
+        assert ratio.round(6).eq(cfg.optimizer.loraplus_ratio).all()

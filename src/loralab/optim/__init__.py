@@ -4,7 +4,10 @@
 The eight variants are named as in the paper (`OPTIMIZER_NAMES`): sgd, gsgd, rsgd, grsgd,
 adamw, gadamw, radamw, gradamw = base {sgd, adamw} x preconditioner {none, riemannian} x
 gate_rescale {off, on}. The name alone chooses the three (`VARIANTS`); the "g" switch lives in
-the adapter forward, so it is set when the adapters are built.
+the adapter forward, so it is set when the adapters are built. Two more built-in names run the
+LoRA optimizers a comparison needs (`BUILT_IN_NAMES`; docs/methods.md, "LoRA+ and LoRA-RITE"):
+`loraplus` (AdamW, every lora_B at `loraplus_ratio` x lr) and `lorarite` (LoRA-RITE per expert
+pair, `loralab.optim.lorarite`), both of the AdamW family.
 
 The Python API (what the Hydra entry points use too)::
 
@@ -28,6 +31,7 @@ Lower-level pieces: `AdapterOptimizer(layers, lr=..., ...)` over `adapter_module
 
 from loralab.optim.build import build_optimizer
 from loralab.optim.config import (
+    BUILT_IN_NAMES,
     OPTIMIZER_NAMES,
     SCHEDULER_NAMES,
     VARIANTS,
@@ -41,6 +45,7 @@ from loralab.optim.preconditioner import precondition
 from loralab.optim.schedulers import build_scheduler, lr_factor
 
 __all__ = [
+    "BUILT_IN_NAMES",
     "OPTIMIZER_NAMES",
     "SCHEDULER_NAMES",
     "VARIANTS",

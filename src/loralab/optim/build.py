@@ -26,12 +26,12 @@ def build_optimizer(
     layers = adapter_modules(model)
     if not layers:
         raise ValueError("the model has no adapter layers: call loralab.adapters.inject_adapters")
-    if cfg.riemannian and not any(
+    if cfg.pairwise and not any(
         layer.lora_A.requires_grad or layer.lora_B.requires_grad for _, layer in layers
     ):
         raise ValueError(
-            f"optimizer {cfg.name!r} is Riemannian but the model has no trainable adapter "
-            "(lora_A, lora_B) pair to precondition"
+            f"optimizer {cfg.name!r} is {'Riemannian' if cfg.riemannian else 'LoRA-RITE'} but "
+            "the model has no trainable adapter (lora_A, lora_B) pair to precondition"
         )
     disagree = [  # without a router there is no gate to rescale
         name

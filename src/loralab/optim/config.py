@@ -6,6 +6,10 @@ The optimizer uses base and riemannian; gate_rescale is an adapter switch, set o
 adapters are built (`loralab.cli.train` passes `OptimizerConfig.gate_rescale` into the
 `AdapterConfig`). The configs therefore carry only the name; an explicit base / riemannian /
 gate_rescale must agree with it.
+
+Two more built-in names compare other LoRA optimizers on the same adapters (docs/methods.md,
+"LoRA+ and LoRA-RITE"): `loraplus` and `lorarite`, base adamw (their family's lr, and the
+router's rule), each with its own `rule` for the experts.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from loralab.values import is_integer, is_number
 
 BASES = ("sgd", "adamw")
+# the experts' update rule where it is not the base rule applied tensor by tensor
+# (docs/methods.md, "LoRA+ and LoRA-RITE"): LoRA+ (B at loraplus_ratio x lr), LoRA-RITE
+RULES = ("loraplus", "lorarite")
 SCHEDULER_NAMES = ("linear", "cosine", "constant")
 
 
@@ -29,6 +36,8 @@ class Variant(NamedTuple):
     # a user's own preconditioner in place of the Gram inverses (riemannian variants only),
     # with the signature and contract of `loralab.optim.precondition`; None: the paper's
     preconditioner: Callable | None = None
+    # the experts' rule, one of RULES (base adamw, not riemannian); None: the base rule
+    rule: str | None = None
 
 
 SWITCHES = ("base", "riemannian", "gate_rescale")  # what a config may state, if it agrees
@@ -48,7 +57,13 @@ VARIANTS = {
     "radamw": Variant("adamw", True, False),
     "gradamw": Variant("adamw", True, True),
 }
-OPTIMIZER_NAMES = tuple(VARIANTS)  # the paper's eight; VARIANTS also holds registered ones
+OPTIMIZER_NAMES = tuple(VARIANTS)  # the paper's eight; VARIANTS also holds the rest
+# the LoRA optimizers a comparison needs beside them (Hayou et al.'s LoRA+, Yen et al.'s LoRA-RITE)
+VARIANTS |= {
+    "loraplus": Variant("adamw", False, False, rule="loraplus"),
+    "lorarite": Variant("adamw", False, False, rule="lorarite"),
+}
+BUILT_IN_NAMES = tuple(VARIANTS)  # registered variants come after these
 
 # total_steps None: the run's max_steps. The paper's figure runs stop after 500 steps of a
 # schedule laid out for 2222, so the schedule length can differ from the run length.
@@ -74,16 +89,23 @@ def register_variant(
     riemannian: bool,
     gate_rescale: bool,
     preconditioner: Callable | None = None,
+    rule: str | None = None,
 ) -> Variant:
     """Make `optimizer.name=<name>` a variant of its own, e.g. a Riemannian one with another
-    `preconditioner(layers, factor, delta, step) -> [gradient per layer]`."""
-    if name in OPTIMIZER_NAMES:
+    `preconditioner(layers, factor, delta, step) -> [gradient per layer]`, or LoRA+ / LoRA-RITE
+    with gate rescaling (`rule="loraplus"`, base adamw, gate_rescale=True)."""
+    if name in BUILT_IN_NAMES:
         raise ValueError(f"optimizer {name!r} is built in; register under another name")
     if base not in BASES:
         raise ValueError(f"base={base!r} is invalid: must be one of {', '.join(BASES)}")
     if preconditioner is not None and not riemannian:
         raise ValueError(f"variant {name!r}: a preconditioner needs riemannian=True")
-    VARIANTS[name] = Variant(base, bool(riemannian), bool(gate_rescale), preconditioner)
+    if rule is not None and (rule not in RULES or base != "adamw" or riemannian):
+        raise ValueError(
+            f"variant {name!r}: rule={rule!r} is invalid: must be null or one of "
+            f"{', '.join(RULES)}, with base='adamw' and riemannian=False"
+        )
+    VARIANTS[name] = Variant(base, bool(riemannian), bool(gate_rescale), preconditioner, rule)
     return VARIANTS[name]
 
 
@@ -91,7 +113,9 @@ def register_variant(
 class OptimizerConfig:
     """Every optimizer setting, checked. `name` and `lr` are required; the rest default to
     the values of conf/blocks/optimizer.yaml. router_lr None: same as lr; router_base
-    None: same as base; router_clip None or 0: no clipping; scheduler None: constant lr."""
+    None: same as base; router_clip None or 0: no clipping; scheduler None: constant lr.
+    loraplus_ratio acts on `loraplus` only, escaped_mass and unmagnified_clip on `lorarite`
+    only (docs/methods.md, "LoRA+ and LoRA-RITE")."""
 
     name: str
     lr: float
@@ -106,6 +130,9 @@ class OptimizerConfig:
     bias_correction: bool = True
     precondition_b_with_updated_a: bool = False
     foreach: bool | None = None
+    loraplus_ratio: float = 16.0  # LoRA+'s lambda: lora_B's lr / lora_A's
+    escaped_mass: bool = True  # LoRA-RITE's rho: second-moment mass lost to basis changes
+    unmagnified_clip: float | None = None  # LoRA-RITE: clip unmagnified gradients' total norm
     scheduler: Mapping[str, Any] | None = None
 
     @property
@@ -124,6 +151,16 @@ class OptimizerConfig:
     def preconditioner(self) -> Callable | None:
         return VARIANTS[self.name].preconditioner
 
+    @property
+    def rule(self) -> str | None:
+        return VARIANTS[self.name].rule
+
+    @property
+    def pairwise(self) -> bool:
+        """Whether the experts' update needs each whole (A, B) pair at once (the Riemannian
+        variants, LoRA-RITE): what a strategy that shards parameters cannot give."""
+        return self.riemannian or self.rule == "lorarite"
+
     def optimizer_arguments(self) -> dict[str, Any]:
         """`AdapterOptimizer`'s keyword arguments: every setting but the name and the schedule
         (each passes under its own name), and the switches the name stands for."""
@@ -133,7 +170,7 @@ class OptimizerConfig:
             if field.name not in ("name", "scheduler")
         }
         switches = {"base": self.base, "riemannian": self.riemannian}
-        return settings | switches | {"preconditioner": self.preconditioner}
+        return settings | switches | {"preconditioner": self.preconditioner, "rule": self.rule}
 
     @classmethod
     def from_mapping(cls, config: Mapping | OptimizerConfig) -> OptimizerConfig:
@@ -157,7 +194,11 @@ class OptimizerConfig:
         if any(stated[key] != getattr(switches, key) for key in stated):
             meant = {key: getattr(switches, key) for key in SWITCHES}
             said = meant | stated
-            matching = [n for n, v in VARIANTS.items() if v[:3] == tuple(said.values())]
+            matching = [
+                n
+                for n, v in VARIANTS.items()
+                if v[:3] == tuple(said.values()) and v.rule == switches.rule
+            ]
             choose = f"optimizer={matching[0]}" if matching else "a variant by name"
             raise ValueError(
                 f"optimizer.name={name!r} means {_switches(meant)}, but the config "
@@ -170,7 +211,7 @@ class OptimizerConfig:
     def _check(self) -> None:
         if self.router_base not in (None, *BASES):
             _bad("router_base", self.router_base, f"null or one of {', '.join(BASES)}")
-        for key in ("bias_correction", "precondition_b_with_updated_a"):
+        for key in ("bias_correction", "precondition_b_with_updated_a", "escaped_mass"):
             if not isinstance(getattr(self, key), bool):
                 _bad(key, getattr(self, key), "true or false")
         if self.foreach is not None and not isinstance(self.foreach, bool):
@@ -181,6 +222,7 @@ class OptimizerConfig:
             ("weight_decay", lambda v: v >= 0, "a finite number >= 0"),
             ("eps", lambda v: v > 0, "a finite number > 0"),
             ("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("loraplus_ratio", lambda v: v > 0, "a finite number > 0 (LoRA+'s lambda, e.g. 16)"),
         ):
             _check_number(key, getattr(self, key), ok, allowed)
         _check_number(
@@ -195,6 +237,13 @@ class OptimizerConfig:
             self.router_clip,
             lambda v: v >= 0,
             "null (no clipping) or a finite number >= 0",
+            True,
+        )
+        _check_number(
+            "unmagnified_clip",
+            self.unmagnified_clip,
+            lambda v: v > 0,
+            "null (no clipping) or a finite number > 0",
             True,
         )
         betas = self.betas

@@ -1,6 +1,8 @@
-"""`AdapterOptimizer`: SGD or AdamW, plain or Riemannian-preconditioned, with a router group.
+"""`AdapterOptimizer`: SGD or AdamW, plain or Riemannian-preconditioned, with a router group;
+or LoRA+ or LoRA-RITE for the experts.
 
-Two parameter groups (a group is left out when it has no trainable parameter):
+Two parameter groups (LoRA+ adds a third, below; a group is left out when it has no trainable
+parameter):
 
 - `experts` (every `lora_A`, `lora_B`, `mixer`): base `sgd` or `adamw`; with `riemannian`, the
   gradients of A and B are replaced by their preconditioned versions (see `preconditioner`)
@@ -18,6 +20,15 @@ Both groups share `weight_decay`, `momentum`, `betas`, `eps` and `bias_correctio
   bias-corrected moments, eps added after the bias-corrected square root). With
   `bias_correction=False` (the Riemannian reference's quirk) the update is
   `p -= lr * m / (sqrt(v) + eps)`.
+
+Two other rules for the experts (`rule`; docs/methods.md, "LoRA+ and LoRA-RITE"):
+
+- `loraplus` (LoRA+): AdamW, with every `lora_B` in a third group, `lora_B`, whose lr is
+  `loraplus_ratio` x the experts' (A and the mixer keep lr); the schedule scales both alike, so
+  it is torch.optim.AdamW with two groups for the experts.
+- `lorarite` (LoRA-RITE): each expert's (A_i, B_i) pair by `lorarite.lorarite_step`, with
+  `betas`, `eps`, `weight_decay` (decoupled), `bias_correction`, `escaped_mass` and
+  `unmagnified_clip`; adapters with a mixer (MoSLoRA) are refused. The router keeps its group.
 
 `precondition_b_with_updated_a=True` reproduces the reference's other quirk: A is updated first
 and B's preconditioner is computed from the updated A (the mixer is updated together with B).
@@ -44,7 +55,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from loralab.adapters import AdapterLinear
-from loralab.optim.config import BASES
+from loralab.optim.config import BASES, RULES
+from loralab.optim.lorarite import check_ranks, lorarite_step
 from loralab.optim.preconditioner import precondition
 
 
@@ -68,19 +80,43 @@ class AdapterOptimizer(torch.optim.Optimizer):
         router_clip: float | None = 1.0,
         foreach: bool | None = None,
         preconditioner: Callable | None = None,
+        rule: str | None = None,
+        loraplus_ratio: float = 16.0,
+        escaped_mass: bool = True,
+        unmagnified_clip: float | None = None,
     ):
         for key, value in (("base", base), ("router_base", router_base or base)):
             if value not in BASES:
                 raise ValueError(f"{key}={value!r} is invalid: must be one of {', '.join(BASES)}")
+        if rule is not None and (rule not in RULES or base != "adamw" or riemannian):
+            raise ValueError(
+                f"rule={rule!r} is invalid: must be None or one of {', '.join(RULES)}, with "
+                "base='adamw' and riemannian=False"
+            )
         self.layers = list(layers)
+        if rule == "lorarite":
+            mixed = [name for name, layer in self.layers if layer.mixer is not None]
+            if mixed:
+                raise ValueError(
+                    f"optimizer=lorarite (LoRA-RITE) does not apply to adapters with a mixer "
+                    f"(adapter.kind=moslora, or moe_lora with adapter.mixer=true; e.g. layer "
+                    f"{mixed[0]}): its update is defined for a two-factor product B A, and the "
+                    "mixer between them has no rule in it; train MoSLoRA with loraplus, adamw "
+                    'or radamw (docs/methods.md, "LoRA+ and LoRA-RITE")'
+                )
+            check_ranks(self.layers)
         self.foreach = foreach
         # the Riemannian preconditioner, or a registered variant's own (same contract)
         self.preconditioner = preconditioner or precondition
+        own_b_group = rule == "loraplus"  # LoRA+: B at its own lr
         experts = [
             p
             for _, layer in self.layers
-            for p in (layer.lora_A, layer.lora_B, layer.mixer)
+            for p in (layer.lora_A, None if own_b_group else layer.lora_B, layer.mixer)
             if p is not None and p.requires_grad
+        ]
+        b_factors = [
+            layer.lora_B for _, layer in self.layers if own_b_group and layer.lora_B.requires_grad
         ]
         routers = [
             layer.router.weight
@@ -88,18 +124,20 @@ class AdapterOptimizer(torch.optim.Optimizer):
             if layer.router is not None and layer.router.weight.requires_grad
         ]
         groups = []
+        expert_settings = {
+            "base": base,
+            "riemannian": riemannian,
+            "delta": delta,
+            "precondition_b_with_updated_a": precondition_b_with_updated_a,
+            "rule": rule,
+            "escaped_mass": escaped_mass,
+            "unmagnified_clip": unmagnified_clip,
+        }
         if experts:
-            groups.append(
-                {
-                    "params": experts,
-                    "name": "experts",
-                    "base": base,
-                    "lr": lr,
-                    "riemannian": riemannian,
-                    "delta": delta,
-                    "precondition_b_with_updated_a": precondition_b_with_updated_a,
-                }
-            )
+            groups.append({"params": experts, "name": "experts", "lr": lr, **expert_settings})
+        if b_factors:
+            lr_b = lr * loraplus_ratio
+            groups.append({"params": b_factors, "name": "lora_B", "lr": lr_b, **expert_settings})
         if routers:
             groups.append(
                 {
@@ -119,6 +157,7 @@ class AdapterOptimizer(torch.optim.Optimizer):
             "eps": eps,
             "bias_correction": bias_correction,
             "riemannian": False,
+            "rule": None,
             "step": 0,
         }
         super().__init__(groups, defaults)
@@ -133,6 +172,9 @@ class AdapterOptimizer(torch.optim.Optimizer):
             return loss  # a skipped batch (no gradients anywhere): no update, no step counted
         for group in self.param_groups:
             group["step"] += 1
+            if group["rule"] == "lorarite":
+                self._lorarite_step(group)
+                continue
             if group["riemannian"]:
                 self._riemannian_step(group)
                 continue
@@ -150,6 +192,20 @@ class AdapterOptimizer(torch.optim.Optimizer):
             self._update(group, self._preconditioned(group, "B") + mixers)
         else:
             self._update(group, a_pairs + self._preconditioned(group, "B") + mixers)
+
+    def _lorarite_step(self, group: dict) -> None:
+        lorarite_step(
+            self.layers,
+            self.state,
+            lr=group["lr"],
+            betas=group["betas"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            bias_correction=group["bias_correction"],
+            escaped_mass=group["escaped_mass"],
+            unmagnified_clip=group["unmagnified_clip"],
+            step=group["step"],
+        )
 
     def _preconditioned(self, group: dict, factor: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(parameter, preconditioned gradient) for lora_A or lora_B of every layer with a grad."""
