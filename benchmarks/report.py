@@ -50,6 +50,8 @@ STEP_RATIOS = (
 )
 OPTIMIZER_RATIOS = (
     Ratio("optimizer step alone RAdamW / AdamW", "radamw", "adamw"),
+    Ratio("optimizer step alone LoRA+ / AdamW", "loraplus", "adamw"),
+    Ratio("optimizer step alone LoRA-RITE / AdamW", "lorarite", "adamw"),
     Ratio("optimizer step alone RSGD / SGD", "rsgd", "sgd"),
 )
 CLOCK_WORDS = {

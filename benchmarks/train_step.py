@@ -8,7 +8,8 @@ For each model (a mid-size random-init Llama, batch 4 x 256; the embedded SmolLM
 1 x 256) every variant of `variants.STEP_VARIANTS` is built on one shared frozen base, then
 timed in interleaved rounds (`measure.interleave`) until the target ratios are stable; its peak
 memory comes from one extra untimed step (`measure.step_peak_bytes`). Then the optimizer step
-alone (AdamW vs RAdamW, SGD vs RSGD over the whole model's MoE-LoRA(20,10,4) parameters), and a
+alone (AdamW vs RAdamW, LoRA+ and LoRA-RITE, SGD vs RSGD over the whole model's
+MoE-LoRA(20,10,4) parameters; `benchmarks.optimizer_step` runs this part alone), and a
 scaling sweep (experts 1-50 at rank 4, rank 4-32 at 8 experts; ours vs looped) on a 2-layer
 model with the mid-size Llama's layer shapes. Prints one table, writes
 `<out>/train_step-<device>[-quick].json` and `<out>/train_step_scaling-<device>[-quick].png`.
@@ -51,7 +52,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 SWEEP_EXPERTS = (1, 4, 8, 20, 50)
 SWEEP_RANKS = (4, 8, 16, 32)
 SWEEP_FIXED_EXPERTS, SWEEP_FIXED_RANK = 8, 4
-OPTIMIZERS = ("adamw", "radamw", "sgd", "rsgd")
+OPTIMIZERS = ("adamw", "radamw", "loraplus", "lorarite", "sgd", "rsgd")
 # Each part's share of what is left of --budget-s when it starts; it spends its share on
 # building, warm-up and memory steps first, then on timed rounds (at least one).
 BUDGET_WEIGHTS = {
@@ -224,8 +225,9 @@ def bench_model(spec: ModelSpec, args, device, dtype, deadline: float) -> dict:
     return {"spec": spec.describe(), **measured, "optimizer": optimizer, "ratios": ratios}
 
 
-def bench_optimizers(built, args, device, budget_s: float) -> dict:
-    """The optimizer step alone over one model's MoE-LoRA parameters, four optimizers."""
+def bench_optimizers(built, args, device, budget_s: float, names=OPTIMIZERS) -> dict:
+    """The optimizer step alone over one model's adapter parameters, each optimizer of `names`
+    (none gate-rescaled: rescaling changes the forward, not the step) with its own state."""
     model = built.model
     generator = torch.Generator().manual_seed(args.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -234,12 +236,16 @@ def bench_optimizers(built, args, device, budget_s: float) -> dict:
     set_gate_rescale(model, False)  # the shared model may come from the "g" variant's last step
     optimizers = {
         name: build_optimizer(model, {"name": name, "lr": LR, "router_lr": ROUTER_LR})[0]
-        for name in OPTIMIZERS  # none gate-rescaled: rescaling changes the forward, not the step
+        for name in names
     }
     steps = {name: opt.step for name, opt in optimizers.items()}
     for step in steps.values():  # allocates the moments
         step()
-    track = [(r.numerator, r.denominator) for r in report.OPTIMIZER_RATIOS]
+    track = [
+        (r.numerator, r.denominator)
+        for r in report.OPTIMIZER_RATIOS
+        if {r.numerator, r.denominator} <= set(names)
+    ]
     timing = measure.interleave(
         steps,
         track=track,

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import eval_scoring, measure, profile_step, report, train_step
+from benchmarks import eval_scoring, measure, optimizer_step, profile_step, report, train_step
 from benchmarks.looped import LoopedMoELoRA
 from benchmarks.models import tiny_llama
 from benchmarks.variants import STEP_VARIANTS, build, make_step
@@ -69,7 +69,20 @@ def test_json_holds_every_variant_ratio_and_target(tiny_run):
         assert (row["target"] is None) == (row["pass"] is None)
     limited = [r for r in report.STEP_RATIOS if r.limit is not None]
     assert len([t for t in saved["targets"] if t["model"] == "tiny"]) == len(limited)
-    assert set(model["optimizer"]["median_s"]) == {"adamw", "radamw", "sgd", "rsgd"}
+    assert set(model["optimizer"]["median_s"]) == set(train_step.OPTIMIZERS)
+    assert {"adamw", "loraplus", "lorarite"} <= set(train_step.OPTIMIZERS)
+
+
+def test_optimizer_step_alone_times_every_optimizer_beside_adamw(tmp_path, capsys):
+    args = ["--quick", "--models", "tiny", "--device", "cpu", "--budget-s", "1"]
+    results = optimizer_step.main([*args, "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "optimizer_step-cpu-quick.json").read_text())
+    assert saved["setups"].keys() == results["setups"].keys() == {"tiny/moe_lora", "tiny/lora_r16"}
+    for setup in saved["setups"].values():
+        assert set(setup["median_s"]) == set(train_step.OPTIMIZERS)
+        assert setup["x_adamw"]["adamw"] == 1.0 and min(setup["x_adamw"].values()) > 0
+    text = capsys.readouterr().out
+    assert "LoRA r=16" in text and "lorarite" in text and "x AdamW" in text
 
 
 def test_sweep_points_slopes_and_plot(tiny_run):
