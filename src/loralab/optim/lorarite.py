@@ -17,7 +17,7 @@ with Y the other factor and G the gradient of X (in X's layout):
 b1 and b2 are the betas with bias correction folded in (b_k = beta (1 - beta^(k-1)) /
 (1 - beta^k) at X's k-th step; the plain betas with bias_correction=False). Both factors of a
 pair are updated from the pre-step A and B. Every r x r decomposition runs in float32 (float64
-for float64 parameters), batched over the layer's experts; the state is cast to nothing else.
+for float64 parameters), batched over the layer's experts; the state stays in that dtype.
 A non-finite update is an error naming the layers and the step, never a silent skip.
 """
 
