@@ -71,12 +71,23 @@ def test_adapter_gate_rescale_is_chosen_by_the_optimizer_name_only():
         validate_config(compose_config(["+adapter.gate_rescale=true"]))
 
 
-def test_sharded_trainers_refuse_riemannian_optimizers():
+def test_sharded_trainers_refuse_pairwise_optimizers():
+    """Riemannian variants and LoRA-RITE need whole (A, B) pairs; LoRA+ is elementwise."""
     from loralab.cli.validation import ConfigError
 
     for trainer in ("fsdp", "deepspeed"):
-        with pytest.raises(ConfigError, match="preconditions whole"):
-            validate_config(compose_config([f"trainer={trainer}", "optimizer=grsgd"]))
+        for optimizer in ("grsgd", "lorarite"):
+            with pytest.raises(ConfigError, match="preconditions whole"):
+                validate_config(compose_config([f"trainer={trainer}", f"optimizer={optimizer}"]))
+        validate_config(compose_config([f"trainer={trainer}", "optimizer=loraplus"]))
+
+
+@pytest.mark.parametrize("adapter", [["adapter=moslora"], ["adapter.mixer=true"]])
+def test_lorarite_with_a_mixer_is_refused_before_the_model_loads(adapter):
+    from loralab.cli.validation import ConfigError
+
+    with pytest.raises(ConfigError, match="optimizer=lorarite .LoRA-RITE. with adapter.kind="):
+        validate_config(compose_config(["model=tiny_llama", "optimizer=lorarite", *adapter]))
 
 
 PAPER = [

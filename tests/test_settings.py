@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from loralab.adapters import AdapterConfig
 from loralab.cli.settings import EVAL_GROUPS, TRAIN_GROUPS
 from loralab.cli.settings.trainer import TrainerSettings
+from loralab.optim import OptimizerConfig
 from tests.helpers import compose_config, run_cli
 
 
@@ -63,5 +64,8 @@ def test_help_lists_each_setting_with_its_composed_value_and_declared_help(tmp_p
     adapter_help = {f.name: f.metadata["help"] for f in dataclasses.fields(AdapterConfig)}
     at = lines.index("  adapter.kind=moe_lora")  # AdapterConfig's own help
     assert lines[at + 1].strip() == adapter_help["kind"]
+    optimizer_help = {f.name: f.metadata["help"] for f in dataclasses.fields(OptimizerConfig)}
+    at = lines.index("  optimizer.loraplus_ratio=16.0")  # OptimizerConfig's own help
+    assert lines[at + 1].strip() == optimizer_help["loraplus_ratio"]
     for key in ("seed", "model.dtype", "evaluation.num_beams", "debug.kill_signal"):
         assert any(line.startswith(f"  {key}=") for line in lines), key

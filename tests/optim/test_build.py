@@ -7,7 +7,7 @@ import yaml
 
 from loralab import CONF_DIR
 from loralab.adapters import adapter_modules
-from loralab.optim import OPTIMIZER_NAMES, VARIANTS, OptimizerConfig, build_optimizer
+from loralab.optim import BUILT_IN_NAMES, VARIANTS, OptimizerConfig, build_optimizer
 from loralab.optim.config import SCHEDULER_KEYS
 from tests.helpers import compose_config
 
@@ -16,7 +16,7 @@ from .helpers import adapted_llama
 GOOD = {"name": "rsgd", "lr": 0.1}
 
 
-@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+@pytest.mark.parametrize("name", BUILT_IN_NAMES)
 def test_shipped_configs_name_the_variant_and_inherit_the_rest(name):
     raw = yaml.safe_load((Path(CONF_DIR) / "optimizer" / f"{name}.yaml").read_text())
     assert set(raw) == {"defaults", "name"}  # the name alone; settings come from the blocks

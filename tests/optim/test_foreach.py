@@ -36,7 +36,7 @@ def _train(model, config, steps=4, skip_router_at=None):
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+@pytest.mark.parametrize("name", [*OPTIMIZER_NAMES, "loraplus"])  # lorarite: no mixer, own loop
 @pytest.mark.parametrize("kind", ["moe_lora", "moe_moslora"])
 def test_foreach_updates_equal_the_per_tensor_loop(kind, name, setting):
     looped_model = adapted_llama(kind)

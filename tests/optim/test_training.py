@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from loralab.adapters import AdapterConfig, inject_adapters
-from loralab.optim import OPTIMIZER_NAMES
+from loralab.optim import BUILT_IN_NAMES
 from tests.helpers import compose_config, make_tiny_llama
 from tests.optim.helpers import build_for
 
@@ -12,7 +12,7 @@ from tests.optim.helpers import build_for
 LR = {"sgd": 1.0, "gsgd": 1.0, "rsgd": 0.1, "grsgd": 0.1}
 
 
-@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+@pytest.mark.parametrize("name", BUILT_IN_NAMES)
 def test_variant_reduces_training_loss(name):
     model = make_tiny_llama()
     adapter = AdapterConfig(kind="moe_lora", rank=4, alpha=8, dropout=0.0, num_experts=4, top_k=2)

@@ -11,17 +11,19 @@ from __future__ import annotations
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # groups whose classes carry no help per key, shown as their composed YAML
-OTHER_GROUPS = {"train": ("optimizer", "task"), "eval": ("task",)}
+OTHER_GROUPS = {"train": ("task",), "eval": ("task",)}
 
 
 def settings_help(entry: str, _root_: DictConfig) -> str:
     from loralab.adapters import AdapterConfig
     from loralab.cli.settings import EVAL_GROUPS, TRAIN_GROUPS, settings_help
+    from loralab.optim import OptimizerConfig
 
     groups = EVAL_GROUPS
     if entry == "train":  # the adapter's keys after the model's
         groups = {key: cls for key, cls in TRAIN_GROUPS.items() if key != "model"}
         groups = {"": groups.pop(""), "model": TRAIN_GROUPS["model"], "adapter": AdapterConfig}
+        groups["optimizer"] = OptimizerConfig
         groups |= {key: cls for key, cls in TRAIN_GROUPS.items() if key not in groups}
     plain = {}
     for key in _root_:
@@ -32,7 +34,6 @@ def settings_help(entry: str, _root_: DictConfig) -> str:
     text = settings_help(plain, groups)
     others = OTHER_GROUPS[entry]
     shown = {key: plain[key] for key in others if key in plain}
-    checked_by = {"optimizer": "loralab.optim.OptimizerConfig", "task": "the task's own checks"}
-    text += f"\n\n{', '.join(others)} (checked by {' and '.join(map(checked_by.get, others))})\n"
+    text += "\n\ntask: the task's data and prompt form (each task checks its own keys)\n"
     text += OmegaConf.to_yaml(shown)
     return text.replace("$", "$$")  # Hydra fills the template with string.Template

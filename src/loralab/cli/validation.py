@@ -119,10 +119,18 @@ def _train_errors(cfg: Mapping[str, Any], model_ok: bool) -> list[str]:
                 f"schedule length {length} (optimizer.scheduler.total_steps or trainer.max_steps)"
             )
     strategy = str(trainer.get("strategy", "auto"))
-    if optimizer is not None and optimizer.riemannian and strategy.startswith(SHARDING_STRATEGIES):
+    if optimizer is not None and optimizer.pairwise and strategy.startswith(SHARDING_STRATEGIES):
         errors.append(
-            f"trainer.strategy={strategy} shards parameters, but optimizer={cfg['optimizer']['name']}"
-            " preconditions whole (A, B) pairs; use trainer=ddp, or a non-Riemannian optimizer"
+            f"trainer.strategy={strategy} shards parameters, but optimizer={optimizer.name}"
+            " preconditions whole (A, B) pairs; use trainer=ddp, or an optimizer without a "
+            "pairwise preconditioner (sgd, gsgd, adamw, gadamw, loraplus)"
+        )
+    if optimizer is not None and optimizer.rule == "lorarite" and adapter and adapter.mixer:
+        errors.append(
+            f"optimizer=lorarite (LoRA-RITE) with adapter.kind={adapter.kind} and "
+            "adapter.mixer=true: its update is defined for a two-factor product B A, and the "
+            "mixer between them has no rule in it; train MoSLoRA with loraplus, adamw or radamw "
+            '(docs/methods.md, "LoRA+ and LoRA-RITE")'
         )
     caps = cfg["task"].get("max_examples") or {}
     if caps.get("train") == 0:

@@ -109,31 +109,58 @@ def register_variant(
     return VARIANTS[name]
 
 
+REQUIRED = dataclasses.MISSING
+
+
+def _about(default, help: str):
+    """A field with its ``--help`` text (`loralab.cli.help` lists it); REQUIRED: no default."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Every optimizer setting, checked. `name` and `lr` are required; the rest default to
+    """optimizer: the update rule of the adapters' factors and of the MoE router.
+
+    Every optimizer setting, checked. `name` and `lr` are required; the rest default to
     the values of conf/blocks/optimizer.yaml. router_lr None: same as lr; router_base
     None: same as base; router_clip None or 0: no clipping; scheduler None: constant lr.
     loraplus_ratio acts on `loraplus` only, escaped_mass and unmagnified_clip on `lorarite`
     only (docs/methods.md, "LoRA+ and LoRA-RITE")."""
 
-    name: str
-    lr: float
-    router_lr: float | None = None
-    router_base: str | None = None
-    router_clip: float | None = 1.0
-    delta: float = 1e-6
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-6
-    bias_correction: bool = True
-    precondition_b_with_updated_a: bool = False
-    foreach: bool | None = None
-    loraplus_ratio: float = 16.0  # LoRA+'s lambda: lora_B's lr / lora_A's
-    escaped_mass: bool = True  # LoRA-RITE's rho: second-moment mass lost to basis changes
-    unmagnified_clip: float | None = None  # LoRA-RITE: clip unmagnified gradients' total norm
-    scheduler: Mapping[str, Any] | None = None
+    name: str = _about(REQUIRED, "the variant (conf/optimizer/): its update rule and switches")
+    lr: float = _about(
+        REQUIRED,
+        "the experts' (lora_A, lora_B, mixer) lr; default: family_lr's entry for the family",
+    )
+    router_lr: float | None = _about(None, "the router weights' lr (paper: 3e-8); null = lr")
+    router_base: str | None = _about(None, "sgd | adamw for the router group; null = base")
+    router_clip: float | None = _about(
+        1.0, "max total gradient norm of the router weights only; null or 0 = off"
+    )
+    delta: float = _about(1e-6, "Riemannian variants: added to the r x r Gram matrices")
+    weight_decay: float = _about(0.0, "SGD: an L2 term in the gradient; AdamW: decoupled")
+    momentum: float = _about(0.0, "SGD heavy-ball momentum (no effect on AdamW)")
+    betas: tuple[float, float] = _about((0.9, 0.999), "AdamW's moment decay rates")
+    eps: float = _about(1e-6, "AdamW's epsilon (the reference's value; transformers': 1e-8)")
+    bias_correction: bool = _about(True, "AdamW's bias correction; false = the reference's rule")
+    precondition_b_with_updated_a: bool = _about(
+        False, "the reference's quirk: B's preconditioner from the already-updated A"
+    )
+    foreach: bool | None = _about(
+        None, "multi-tensor updates; null = on GPUs only (the per-tensor loop is faster on CPU)"
+    )
+    loraplus_ratio: float = _about(16.0, "loraplus only: lora_B's lr / lora_A's (LoRA+'s lambda)")
+    escaped_mass: bool = _about(
+        True, "lorarite only: keep the second-moment mass lost to basis changes (rho)"
+    )
+    unmagnified_clip: float | None = _about(
+        None, "lorarite only: clip the unmagnified gradients' total norm; null = off"
+    )
+    scheduler: Mapping[str, Any] | None = _about(
+        None,
+        "name (linear | cosine | constant), warmup_steps, final_lr_fraction (lr at the end / "
+        "lr), total_steps (null = trainer.max_steps); null = constant lr",
+    )
 
     @property
     def base(self) -> str:

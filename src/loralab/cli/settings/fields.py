@@ -142,8 +142,13 @@ def describe_group(cls: type, values: Mapping[str, Any], prefix: str) -> list[st
 
 
 def _shown(value: Any) -> str:
+    """A value as one would type it on the command line."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(_shown, value)) + "]"
     return str(value)
