@@ -184,6 +184,24 @@ def test_text_form_experiments_keep_their_papers_method_on_arc_easy(name, sweep)
         assert (cfg.adapter.rank, cfg.adapter.alpha, cfg.optimizer.lr) == (16, 32, 3e-4)
 
 
+@pytest.mark.parametrize("adapter,shape", [("moe_lora", (20, 10, 4, 16)), ("lora", (1, 1, 16, 32))])
+def test_the_lora_optimizer_grid_is_the_arc_easy_grid_with_loraplus_and_lorarite(adapter, shape):
+    """Only the optimizers and the adapters compared differ from paper_arc_e_text_cpu."""
+    grid = compose_config(
+        ["experiment=lora_optimizers_arc_e_text_cpu", f"adapter={adapter}", "data_root=/data"]
+    )
+    arc_e = compose_config(["experiment=paper_arc_e_text_cpu", "data_root=/data"])
+    for cfg in (grid, arc_e):
+        OmegaConf.resolve(cfg)
+    a = grid.adapter
+    assert (a.kind, a.num_experts, a.top_k, a.rank, a.alpha) == (adapter, *shape)
+    assert grid.task == arc_e.task and grid.trainer == arc_e.trainer and grid.data == arc_e.data
+    assert grid.optimizer == arc_e.optimizer  # the same rates and rule (gradamw by default)
+    sweep = compose_sweep("lora_optimizers_arc_e_text_cpu")
+    assert sweep["optimizer"] == "adamw,gadamw,radamw,gradamw,loraplus,lorarite"
+    assert sweep["adapter"] == "moe_lora,lora" and sweep["seed"] == "0,1,2"
+
+
 def test_scienceqa_text_form_twin_is_the_scienceqa_grid_on_the_same_problems():
     """Only the answer form, its target layout and the per-family rates differ from
     paper_scienceqa_cpu: the same problems, method and grid."""
