@@ -23,7 +23,6 @@ TWINS = {
     "paper_arc_e_text_cpu": "optimizer=gradamw",
     "moslora_arc_e_text_cpu": "adapter=moslora",
     "paper_scienceqa_text_cpu": "optimizer=grsgd",
-    "lora_optimizers_arc_e_text_cpu": "optimizer=lorarite",
 }
 TINY_RUN = [
     "logger=csv",
