@@ -197,10 +197,15 @@ def test_the_lora_optimizer_grid_is_the_arc_easy_grid_with_loraplus_and_lorarite
     assert (a.kind, a.num_experts, a.top_k, a.rank, a.alpha) == (adapter, *shape)
     assert grid.task == arc_e.task and grid.trainer == arc_e.trainer and grid.data == arc_e.data
     assert grid.optimizer == arc_e.optimizer  # the same rates and rule (gradamw by default)
-    searched = compose_config(
-        ["experiment=lora_optimizers_arc_e_text_cpu", "optimizer=loraplus", f"adapter={adapter}"]
-    ).optimizer.lr  # a variant's own searched rate where it has one, else its family's
-    assert searched == (4.3e-4 if adapter == "moe_lora" else arc_e.optimizer.family_lr.adamw)
+    for optimizer, rate in (("loraplus", 4.3e-4), ("lorarite", 3.1e-5)):
+        searched = compose_config(
+            [
+                "experiment=lora_optimizers_arc_e_text_cpu",
+                f"optimizer={optimizer}",
+                f"adapter={adapter}",
+            ]
+        ).optimizer.lr  # a variant's own searched rate where it has one, else its family's
+        assert searched == (rate if adapter == "moe_lora" else arc_e.optimizer.family_lr.adamw)
     sweep = compose_sweep("lora_optimizers_arc_e_text_cpu")
     assert sweep["optimizer"] == "adamw,gadamw,radamw,gradamw,loraplus,lorarite"
     assert sweep["adapter"] == "moe_lora,lora" and sweep["seed"] == "0,1,2"
