@@ -3,13 +3,10 @@
 lora_A (and of the mixer), the router in its own group; nothing else differs."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from loralab import CONF_DIR
 from loralab.adapters import adapter_modules
 from loralab.optim import OptimizerConfig, build_scheduler
 from tests.helpers import compose_config
@@ -83,10 +80,8 @@ def test_loraplus_differs_from_adamw_only_in_b():
 
 
 def test_loraplus_config_ships_the_papers_ratio_and_the_adamw_family_lr():
-    raw = yaml.safe_load((Path(CONF_DIR) / "optimizer" / "loraplus.yaml").read_text())
-    assert set(raw) == {"defaults", "name"}  # the name alone; settings come from the block
+    """(The shipped YAML's form and keys: tests/optim/test_build.py, for every built-in name.)"""
     composed = compose_config(["optimizer=loraplus"]).optimizer
-    assert set(composed) == set(OptimizerConfig.__dataclass_fields__) | {"family_lr"}
     cfg = OptimizerConfig.from_mapping(composed)
     assert cfg.loraplus_ratio == OptimizerConfig.loraplus_ratio == 16.0
     assert cfg.lr == composed.family_lr.adamw and cfg.base == "adamw" and cfg.rule == "loraplus"
