@@ -21,10 +21,10 @@ def settings_help(entry: str, _root_: DictConfig) -> str:
 
     groups = EVAL_GROUPS
     if entry == "train":  # the adapter's keys after the model's
-        groups = {key: cls for key, cls in TRAIN_GROUPS.items() if key != "model"}
-        groups = {"": groups.pop(""), "model": TRAIN_GROUPS["model"], "adapter": AdapterConfig}
-        groups["optimizer"] = OptimizerConfig
-        groups |= {key: cls for key, cls in TRAIN_GROUPS.items() if key not in groups}
+        first = ("", "model")
+        groups = {key: TRAIN_GROUPS[key] for key in first}
+        groups |= {"adapter": AdapterConfig, "optimizer": OptimizerConfig}
+        groups |= {key: cls for key, cls in TRAIN_GROUPS.items() if key not in first}
     plain = {}
     for key in _root_:
         if key != "hydra":  # its ${now:} and ${hydra:} values resolve only in a running job
