@@ -9,6 +9,7 @@ import numpy as np
 import yaml
 
 from loralab.cli.figures import main as figures_main
+from loralab.runs.claims import signed_points
 
 
 def fake_run(folder, optimizer, seed, right, questions=300, before_right=100):
@@ -154,10 +155,17 @@ def test_real_tiny_runs_leave_records_the_tables_are_computed_from(tmp_path):
     effect = np.mean([accuracy(d) for d in dirs[2:]]) - np.mean([accuracy(d) for d in dirs[:2]])
     claims = (out / "claims.md").read_text()
     row = next(x for x in claims.splitlines() if "Riemannian preconditioning above plain" in x)
-    assert f"| {100 * effect:+.1f} |" in row
+    assert f"| {signed_points(effect)} |" in row
     with open(out / "runs.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["seed"] for r in rows] == ["0", "1", "0", "1"] and rows[0]["test_size"] == "24"
     for folder, r in zip(dirs, rows, strict=True):
         assert float(r["acc_after"]) == accuracy(folder)
         assert r["acc_norm_after"] != "" and r["acc_per_token_after_stderr"] != ""
+
+
+def test_an_effect_that_rounds_to_zero_has_no_sign():
+    assert signed_points(-0.0004) == "0.0"
+    assert signed_points(0.0004) == "0.0"
+    assert signed_points(-0.0006) == "-0.1"
+    assert signed_points(0.118) == "+11.8"

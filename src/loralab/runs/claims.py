@@ -121,6 +121,13 @@ def accuracy_cells(runs: list[RunRecord], metric: str, when: str = "after") -> s
     return f"{100 * found.mean:.1f}{spread} [{100 * found.low:.1f}, {100 * found.high:.1f}]"
 
 
+def signed_points(fraction: float) -> str:
+    """A difference of accuracies in points with its sign, one decimal; what rounds to zero
+    reads 0.0 (a "-0.0" would suggest a direction the table cannot show)."""
+    text = f"{100 * fraction:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 def claims_markdown(claims: list[Claim], setting: str, metric: str = "acc") -> str:
     """The claims table: effect b - a in points with its paired 95 % interval and verdict."""
     lines = [
@@ -136,8 +143,8 @@ def claims_markdown(claims: list[Claim], setting: str, metric: str = "acc") -> s
         r = c.result
         p = "" if r.mcnemar_p is None else f"{r.mcnemar_p:.3g}"
         lines.append(
-            f"| {c.claim} | {c.a} | {c.b} | {c.seeds[0]}, {c.seeds[1]} | {100 * r.effect:+.1f} | "
-            f"[{100 * r.low:+.1f}, {100 * r.high:+.1f}] | ±{100 * r.resolution:.1f} | {p} | "
+            f"| {c.claim} | {c.a} | {c.b} | {c.seeds[0]}, {c.seeds[1]} | {signed_points(r.effect)} | "
+            f"[{signed_points(r.low)}, {signed_points(r.high)}] | ±{100 * r.resolution:.1f} | {p} | "
             f"{r.verdict} |"
         )
     if not claims:
