@@ -111,3 +111,10 @@ def test_a_long_override_list_still_makes_a_valid_job_folder():
     folders = _folder_name(long_a), _folder_name(long_b)
     assert all(len(f.encode()) <= 200 for f in folders) and folders[0] != folders[1]
     assert folders[0].startswith("x=1,x=1,")
+
+
+def test_an_override_with_a_slash_makes_one_job_folder_not_a_nest():
+    from loralab.cli.resolvers import folder_name as _folder_name
+
+    name = "optimized_metric=val/decision_loss,task.source=../data/arc"
+    assert _folder_name(name) == "optimized_metric=val_decision_loss,task.source=.._data_arc"

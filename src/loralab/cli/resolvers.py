@@ -35,7 +35,10 @@ def optimizer_family(name: str) -> str:
 def folder_name(name: str, limit: int = 200) -> str:
     """``name`` as a folder name: kept whole up to ``limit`` bytes, else cut and followed by a
     hash of the whole (file systems refuse names over 255 bytes, which a multirun's list of
-    overrides passed: every job failed with "File name too long")."""
+    overrides passed: every job failed with "File name too long"). A ``/`` in an override
+    (``optimized_metric=val/loss``, ``task.source=../data``) would nest the job in subfolders
+    that no other job shares: it becomes ``_``."""
+    name = name.replace("/", "_")
     if len(name.encode()) <= limit:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:10]
