@@ -1,6 +1,7 @@
 """Runs survive kills, refuse bad input early, stop on non-finite values, load safely, and
 give the same curves under DDP as in one process."""
 
+import json
 import os
 
 import pandas as pd
@@ -184,6 +185,13 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path, optimizer):
     two = pd.read_csv(tmp_path / "two" / "metrics.csv")["train/loss"].dropna().tolist()
     assert len(one) == len(two) == 6
     assert two == pytest.approx(one, abs=1e-5)
+    # the per-question record: written once, by the first process, every question once
+    records = [
+        [json.loads(line) for line in (tmp_path / run / "predictions" / "test_step6.jsonl").open()]
+        for run in ("one", "two")
+    ]
+    assert [(r["id"], r["gold"]) for r in records[1]] == [(r["id"], r["gold"]) for r in records[0]]
+    assert len({r["id"] for r in records[1]}) == 8
 
 
 def test_skipping_non_finite_updates_is_refused_with_several_processes():
