@@ -169,3 +169,29 @@ def test_an_effect_that_rounds_to_zero_has_no_sign():
     assert signed_points(0.0004) == "0.0"
     assert signed_points(-0.0006) == "-0.1"
     assert signed_points(0.118) == "+11.8"
+
+
+def test_loraplus_and_lorarite_are_compared_with_adamw_and_the_riemannian_variants(tmp_path):
+    """LoRA+ answers 30 more of 300 than AdamW (holds), LoRA-RITE 30 fewer (reversed); RAdamW
+    and gRAdamW sit at AdamW's count, so each is reversed against LoRA+, holds against LoRA-RITE."""
+    counts = {"adamw": 180, "radamw": 180, "gradamw": 180, "loraplus": 210, "lorarite": 150}
+    dirs = [
+        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, count + seed)
+        for opt, count in counts.items()
+        for seed in (0, 1, 2)
+    ]
+    out = tmp_path / "figs"
+    figures_main([*map(str, dirs), "--out", str(out), "--experiment", "constructed"])
+    claims = (out / "claims.md").read_text()
+
+    def verdict(claim, a, b):
+        head = f"| {claim} | arc_e-moe_lora-{a} | arc_e-moe_lora-{b} |"
+        found = [line for line in claims.splitlines() if line.startswith(head)]
+        assert len(found) == 1, claims
+        return found[0].strip("|").split("|")[-1].strip()
+
+    assert verdict("LoRA+ above AdamW", "adamw", "loraplus") == "holds"
+    assert verdict("LoRA-RITE above AdamW", "adamw", "lorarite") == "reversed"
+    for ours in ("radamw", "gradamw"):
+        assert verdict("Riemannian AdamW above LoRA+ / LoRA-RITE", "loraplus", ours) == "reversed"
+        assert verdict("Riemannian AdamW above LoRA+ / LoRA-RITE", "lorarite", ours) == "holds"

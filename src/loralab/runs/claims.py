@@ -2,8 +2,9 @@
 
 Each claim compares two variants of one grid that differ in one switch, on the same test
 questions (`evaluation.statistics.compare`): Riemannian preconditioning against plain, gate
-rescaling against none (Sun et al.), MoSLoRA against LoRA (Wu et al.); and every variant
-against the untrained model. A claim is stated as "b above a"; its verdict is read from the
+rescaling against none (Sun et al.), MoSLoRA against LoRA (Wu et al.), LoRA+ and LoRA-RITE
+against AdamW and against the Riemannian AdamW variants; and every variant against the
+untrained model. A claim is stated as "b above a"; its verdict is read from the
 paired 95 % interval, not from the means.
 """
 
@@ -29,6 +30,15 @@ CLAIMS = (
         (("sgd", "gsgd"), ("rsgd", "grsgd"), ("adamw", "gadamw"), ("radamw", "gradamw")),
     ),
     ("MoSLoRA above LoRA", "adapter", (("lora", "moslora"),)),
+    ("LoRA+ above AdamW", "optimizer", (("adamw", "loraplus"),)),
+    ("LoRA-RITE above AdamW", "optimizer", (("adamw", "lorarite"),)),
+    (  # the reviewer's question to Sun et al.: better than the other LoRA optimizers?
+        "Riemannian AdamW above LoRA+ / LoRA-RITE",
+        "optimizer",
+        tuple(
+            (other, ours) for other in ("loraplus", "lorarite") for ours in ("radamw", "gradamw")
+        ),
+    ),
 )
 TRAINED = "training above the untrained model"
 
