@@ -211,6 +211,18 @@ def test_the_lora_optimizer_grid_is_the_arc_easy_grid_with_loraplus_and_lorarite
     assert sweep["adapter"] == "moe_lora,lora" and sweep["seed"] == "0,1,2"
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "gadamw", "radamw", "gradamw"])
+def test_the_lora_optimizer_grids_moe_adamw_runs_are_the_arc_easy_grids_runs(optimizer):
+    """So the LoRA-optimizer grid takes its MoE-LoRA AdamW-family runs from paper_arc_e_text_cpu
+    (docs/results.md): the whole composed config is the same but the grid's rate tables."""
+    common = [f"optimizer={optimizer}", "adapter=moe_lora", "seed=1", "data_root=/data"]
+    grid = compose_config(["experiment=lora_optimizers_arc_e_text_cpu", *common])
+    arc_e = compose_config(["experiment=paper_arc_e_text_cpu", *common])
+    grid, arc_e = (OmegaConf.to_container(c, resolve=True) for c in (grid, arc_e))
+    assert {key: grid.pop(key) for key in ("adapter_shape", "variant_lr")}
+    assert grid == arc_e
+
+
 def test_scienceqa_text_form_twin_is_the_scienceqa_grid_on_the_same_problems():
     """Only the answer form, its target layout and the per-family rates differ from
     paper_scienceqa_cpu: the same problems, method and grid."""
