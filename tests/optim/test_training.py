@@ -6,7 +6,7 @@ import torch
 from loralab.adapters import AdapterConfig, inject_adapters
 from loralab.optim import BUILT_IN_NAMES
 from tests.helpers import compose_config, make_tiny_llama
-from tests.optim.helpers import build_for
+from tests.optim.helpers import adapted_llama, backward, build_for
 
 # Demo learning rates for 20 steps (the paper's 3e-5 / 1e-5 are for 2000 steps of a 3B model).
 LR = {"sgd": 1.0, "gsgd": 1.0, "rsgd": 0.1, "grsgd": 0.1}
@@ -31,3 +31,26 @@ def test_variant_reduces_training_loss(name):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.2, losses
+
+
+@pytest.mark.parametrize("plain,rescaled", [("adamw", "gadamw"), ("radamw", "gradamw")])
+def test_gate_rescaled_variants_on_plain_lora_step_exactly_as_their_plain_twins(plain, rescaled):
+    """LoRA has no gate to rescale: gAdamW is AdamW there, gRAdamW RAdamW, to the bit (so the
+    LoRA-optimizer grid runs only the plain twins on LoRA, docs/results.md)."""
+    trained = []
+    for name in (plain, rescaled):
+        model = adapted_llama("lora")
+        config = dict(compose_config([f"optimizer={name}"]).optimizer, lr=1e-2)
+        optimizer, _ = build_for(model, config, total_steps=5)
+        for step in range(5):
+            backward(model, seed=step)
+            optimizer.step()
+            optimizer.zero_grad()
+        trained.append(
+            {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        )
+    start = {n: p for n, p in adapted_llama("lora").named_parameters() if p.requires_grad}
+    assert trained[0].keys() == trained[1].keys() == start.keys()
+    assert not any(torch.equal(start[n], v) for n, v in trained[0].items())  # they did step
+    for name, value in trained[0].items():
+        assert torch.equal(value, trained[1][name]), name
