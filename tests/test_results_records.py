@@ -195,3 +195,15 @@ def test_loraplus_and_lorarite_are_compared_with_adamw_and_the_riemannian_varian
     for ours in ("radamw", "gradamw"):
         assert verdict("Riemannian AdamW above LoRA+ / LoRA-RITE", "loraplus", ours) == "reversed"
         assert verdict("Riemannian AdamW above LoRA+ / LoRA-RITE", "lorarite", ours) == "holds"
+
+
+def test_a_run_without_a_test_record_is_named_not_silently_dropped(tmp_path, capsys):
+    """A grid still running: the unfinished run's group cannot enter the claims, and says so."""
+    dirs = [fake_run(tmp_path / f"{opt}-0", opt, 0, 200) for opt in ("sgd", "rsgd")]
+    unfinished = fake_run(tmp_path / "rsgd-1", "rsgd", 1, 200)
+    for file in (unfinished / "predictions").iterdir():
+        if file.name != "test_step0.jsonl":
+            file.unlink()
+    figures_main([*map(str, dirs), str(unfinished), "--out", str(tmp_path / "figs")])
+    err = capsys.readouterr().err
+    assert "1 run(s) without a per-question test record" in err and str(unfinished) in err

@@ -522,7 +522,17 @@ def main(argv: list[str] | None = None) -> None:
         for name, members in groups.items()
     }
     experiment = args.experiment or args.out.resolve().name
-    all_recorded = all(run.after for members in records.values() for run in members)
+    unrecorded = [
+        str(run.run_dir) for members in records.values() for run in members if not run.after
+    ]
+    if unrecorded:  # e.g. a grid still running: its groups would drop out of the claims unsaid
+        print(
+            f"loralab-figures: {len(unrecorded)} run(s) without a per-question test record "
+            "(unfinished, or made before records were kept); claims.md and the records table "
+            "leave out their groups: " + ", ".join(unrecorded),
+            file=sys.stderr,
+        )
+    all_recorded = not unrecorded
     try:
         title, evidence_table = evidence(groups, records, experiment, args.out)
     except ValueError as err:
