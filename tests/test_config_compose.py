@@ -197,7 +197,12 @@ def test_the_lora_optimizer_grid_is_the_arc_easy_grid_with_loraplus_and_lorarite
     assert (a.kind, a.num_experts, a.top_k, a.rank, a.alpha) == (adapter, *shape)
     assert grid.task == arc_e.task and grid.trainer == arc_e.trainer and grid.data == arc_e.data
     assert grid.optimizer == arc_e.optimizer  # the same rates and rule (gradamw by default)
-    for optimizer, rate in (("loraplus", 4.3e-4), ("lorarite", 3.1e-5)):
+    searched_rates = {  # (on MoE-LoRA, on LoRA r16); None: not searched, the family's rate
+        "loraplus": (4.3e-4, None),
+        "lorarite": (3.1e-5, 5.9e-5),
+    }
+    for optimizer, (moe_rate, lora_rate) in searched_rates.items():
+        rate = (moe_rate if adapter == "moe_lora" else lora_rate) or arc_e.optimizer.family_lr.adamw
         searched = compose_config(
             [
                 "experiment=lora_optimizers_arc_e_text_cpu",
@@ -205,7 +210,7 @@ def test_the_lora_optimizer_grid_is_the_arc_easy_grid_with_loraplus_and_lorarite
                 f"adapter={adapter}",
             ]
         ).optimizer.lr  # a variant's own searched rate where it has one, else its family's
-        assert searched == (rate if adapter == "moe_lora" else arc_e.optimizer.family_lr.adamw)
+        assert searched == rate
     sweep = compose_sweep("lora_optimizers_arc_e_text_cpu")
     assert sweep["optimizer"] == "adamw,gadamw,radamw,gradamw,loraplus,lorarite"
     assert sweep["adapter"] == "moe_lora,lora" and sweep["seed"] == "0,1,2"
