@@ -39,10 +39,9 @@ def fake_run(folder, optimizer, seed, right, questions=300, before_right=100):
     return folder
 
 
-def test_a_constructed_grid_gets_the_verdicts_it_was_built_for(tmp_path):
-    """RSGD answers 60 more of 300 questions than SGD on every seed (holds); gSGD 1 fewer
-    than SGD (not resolved); gRSGD 60 fewer than RSGD (reversed)."""
-    counts = {"sgd": 150, "rsgd": 210, "gsgd": 149, "grsgd": 150}
+def constructed_grid(tmp_path, counts: dict[str, int]):
+    """loralab-figures over fake runs of each optimizer with seeds 0-2, the seed-s run answering
+    the first ``counts[optimizer] + s`` questions right: (its output folder, claims.md)."""
     dirs = [
         fake_run(tmp_path / f"{opt}-{seed}", opt, seed, count + seed)
         for opt, count in counts.items()
@@ -50,19 +49,26 @@ def test_a_constructed_grid_gets_the_verdicts_it_was_built_for(tmp_path):
     ]
     out = tmp_path / "figs"
     figures_main([*map(str, dirs), "--out", str(out), "--experiment", "constructed"])
+    return out, (out / "claims.md").read_text()
 
-    claims = (out / "claims.md").read_text()
+
+def claim_cells(claims: str, claim: str, a: str, b: str) -> list[str]:
+    """The cells of claims.md's one row for ``claim`` between optimizers a and b."""
+    a = a if a == "untrained" else f"arc_e-moe_lora-{a}"
+    head = f"| {claim} | {a} | arc_e-moe_lora-{b} |"
+    found = [line for line in claims.splitlines() if line.startswith(head)]
+    assert len(found) == 1, claims
+    return [cell.strip() for cell in found[0].strip("|").split("|")]
+
+
+def test_a_constructed_grid_gets_the_verdicts_it_was_built_for(tmp_path):
+    """RSGD answers 60 more of 300 questions than SGD on every seed (holds); gSGD 1 fewer
+    than SGD (not resolved); gRSGD 60 fewer than RSGD (reversed)."""
+    out, claims = constructed_grid(tmp_path, {"sgd": 150, "rsgd": 210, "gsgd": 149, "grsgd": 150})
     assert "arc_e, text answer form, HuggingFaceTB/SmolLM2-135M-Instruct, 10 steps, 300" in claims
 
     def row(a, b, claim):
-        a = a if a == "untrained" else f"arc_e-moe_lora-{a}"
-        found = [
-            line
-            for line in claims.splitlines()
-            if line.startswith(f"| {claim} | {a} | arc_e-moe_lora-{b} |")
-        ]
-        assert len(found) == 1, claims
-        return [cell.strip() for cell in found[0].strip("|").split("|")]
+        return claim_cells(claims, claim, a, b)
 
     riemann = row("sgd", "rsgd", "Riemannian preconditioning above plain")
     assert riemann[3:5] == ["3, 3", "+20.0"] and riemann[-1] == "holds"
@@ -175,20 +181,10 @@ def test_loraplus_and_lorarite_are_compared_with_adamw_and_the_riemannian_varian
     """LoRA+ answers 30 more of 300 than AdamW (holds), LoRA-RITE 30 fewer (reversed); RAdamW
     and gRAdamW sit at AdamW's count, so each is reversed against LoRA+, holds against LoRA-RITE."""
     counts = {"adamw": 180, "radamw": 180, "gradamw": 180, "loraplus": 210, "lorarite": 150}
-    dirs = [
-        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, count + seed)
-        for opt, count in counts.items()
-        for seed in (0, 1, 2)
-    ]
-    out = tmp_path / "figs"
-    figures_main([*map(str, dirs), "--out", str(out), "--experiment", "constructed"])
-    claims = (out / "claims.md").read_text()
+    _, claims = constructed_grid(tmp_path, counts)
 
     def verdict(claim, a, b):
-        head = f"| {claim} | arc_e-moe_lora-{a} | arc_e-moe_lora-{b} |"
-        found = [line for line in claims.splitlines() if line.startswith(head)]
-        assert len(found) == 1, claims
-        return found[0].strip("|").split("|")[-1].strip()
+        return claim_cells(claims, claim, a, b)[-1]
 
     assert verdict("LoRA+ above AdamW", "adamw", "loraplus") == "holds"
     assert verdict("LoRA-RITE above AdamW", "adamw", "lorarite") == "reversed"
