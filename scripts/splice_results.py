@@ -1,0 +1,69 @@
+"""Put a grid's generated tables into docs/results.md, so that the page shows exactly what
+loralab-figures wrote to docs/results/<experiment>/ and nothing typed by hand.
+
+Usage: python scripts/splice_results.py EXPERIMENT "ALT TEXT OF runs.png"
+
+The block goes right after the section's ``<!-- results:EXPERIMENT -->`` marker and ends at
+``<!-- results:end -->``; a block spliced there before is replaced. tests/test_docs_numbers.py
+checks that every committed grid's tables stand in the page as this script puts them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+END = "<!-- results:end -->"
+
+
+def block(experiment: str, alt: str, records: Path) -> str:
+    """The tables of accuracy.md and claims.md (one heading level down), the figure and links."""
+    accuracy = (records / "accuracy.md").read_text().strip()
+    claims = (records / "claims.md").read_text().strip()
+    return "\n".join(
+        [
+            f"<!-- results:{experiment} -->",
+            "",
+            accuracy.replace("### ", "#### ", 1),
+            "",
+            claims.replace("### ", "#### ", 1),
+            "",
+            f"![{alt}](results/{experiment}/runs.png)",
+            "",
+            f"Records: [runs.csv](results/{experiment}/runs.csv) (a row per run), "
+            f"[questions.csv](results/{experiment}/questions.csv) (each run's outcome on each test "
+            "question, what the claims are computed from).",
+            END,
+        ]
+    )
+
+
+def splice(page: str, experiment: str, new_block: str) -> str:
+    """``page`` with ``new_block`` at the experiment's marker, replacing an earlier one there."""
+    marker = f"<!-- results:{experiment} -->"
+    if page.count(marker) != 1:
+        raise SystemExit(f"docs/results.md needs exactly one {marker} (found {page.count(marker)})")
+    start = page.index(marker)
+    after = page[start + len(marker) :]
+    if after.startswith(f"\n\n#### {experiment}:"):
+        return page[:start] + new_block + page[page.index(END, start) + len(END) :]
+    return page[:start] + new_block + after
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        raise SystemExit(__doc__)
+    experiment, alt = argv
+    records = ROOT / "docs" / "results" / experiment
+    if not (records / "claims.md").exists():
+        raise SystemExit(
+            f"{records} has no claims.md: run loralab-figures ... --out {records} first"
+        )
+    page = ROOT / "docs" / "results.md"
+    page.write_text(splice(page.read_text(), experiment, block(experiment, alt, records)))
+    print(f"docs/results.md: {experiment}'s tables from {records.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
