@@ -184,48 +184,50 @@ def test_text_form_experiments_keep_their_papers_method_on_arc_easy(name, sweep)
         assert (cfg.adapter.rank, cfg.adapter.alpha, cfg.optimizer.lr) == (16, 32, 3e-4)
 
 
+LORA_OPTIMIZER_GRIDS = {  # each LoRA-optimizer grid and the paper grid it extends
+    "lora_optimizers_arc_e_text_cpu": "paper_arc_e_text_cpu",
+    "lora_optimizers_scienceqa_text_cpu": "paper_scienceqa_text_cpu",
+}
+
+
+@pytest.mark.parametrize("name", LORA_OPTIMIZER_GRIDS)
 @pytest.mark.parametrize("adapter,shape", [("moe_lora", (20, 10, 4, 16)), ("lora", (1, 1, 16, 32))])
-def test_the_lora_optimizer_grid_is_the_arc_easy_grid_with_loraplus_and_lorarite(adapter, shape):
-    """Only the optimizers and the adapters compared differ from paper_arc_e_text_cpu."""
-    grid = compose_config(
-        ["experiment=lora_optimizers_arc_e_text_cpu", f"adapter={adapter}", "data_root=/data"]
-    )
-    arc_e = compose_config(["experiment=paper_arc_e_text_cpu", "data_root=/data"])
-    for cfg in (grid, arc_e):
+def test_a_lora_optimizer_grid_is_its_paper_grid_with_loraplus_and_lorarite(name, adapter, shape):
+    """Only the optimizers and the adapters compared differ from the paper grid it extends."""
+    grid = compose_config([f"experiment={name}", f"adapter={adapter}", "data_root=/data"])
+    paper = compose_config([f"experiment={LORA_OPTIMIZER_GRIDS[name]}", "data_root=/data"])
+    for cfg in (grid, paper):
         OmegaConf.resolve(cfg)
     a = grid.adapter
     assert (a.kind, a.num_experts, a.top_k, a.rank, a.alpha) == (adapter, *shape)
-    assert grid.task == arc_e.task and grid.trainer == arc_e.trainer and grid.data == arc_e.data
-    assert grid.optimizer == arc_e.optimizer  # the same rates and rule (gradamw by default)
-    searched_rates = {  # (on MoE-LoRA, on LoRA r16); None: not searched, the family's rate
+    assert grid.task == paper.task and grid.trainer == paper.trainer and grid.data == paper.data
+    assert grid.optimizer == paper.optimizer  # the same rates and rule (gradamw by default)
+    searched_rates = {  # (on MoE-LoRA, on LoRA r16), searched on ARC-Easy; None: the family's
         "loraplus": (4.3e-4, None),
         "lorarite": (3.1e-5, 5.9e-5),
     }
     for optimizer, (moe_rate, lora_rate) in searched_rates.items():
-        rate = (moe_rate if adapter == "moe_lora" else lora_rate) or arc_e.optimizer.family_lr.adamw
+        rate = (moe_rate if adapter == "moe_lora" else lora_rate) or paper.optimizer.family_lr.adamw
         searched = compose_config(
-            [
-                "experiment=lora_optimizers_arc_e_text_cpu",
-                f"optimizer={optimizer}",
-                f"adapter={adapter}",
-            ]
+            [f"experiment={name}", f"optimizer={optimizer}", f"adapter={adapter}"]
         ).optimizer.lr  # a variant's own searched rate where it has one, else its family's
         assert searched == rate
-    sweep = compose_sweep("lora_optimizers_arc_e_text_cpu")
+    sweep = compose_sweep(name)
     assert sweep["optimizer"] == "adamw,gadamw,radamw,gradamw,loraplus,lorarite"
     assert sweep["adapter"] == "moe_lora,lora" and sweep["seed"] == "0,1,2"
 
 
+@pytest.mark.parametrize("name", LORA_OPTIMIZER_GRIDS)
 @pytest.mark.parametrize("optimizer", ["adamw", "gadamw", "radamw", "gradamw"])
-def test_the_lora_optimizer_grids_moe_adamw_runs_are_the_arc_easy_grids_runs(optimizer):
-    """So the LoRA-optimizer grid takes its MoE-LoRA AdamW-family runs from paper_arc_e_text_cpu
-    (docs/results.md): the whole composed config is the same but the grid's rate tables."""
+def test_a_lora_optimizer_grids_moe_adamw_runs_are_its_paper_grids_runs(name, optimizer):
+    """So a LoRA-optimizer grid takes its MoE-LoRA AdamW-family runs from the paper grid it
+    extends (docs/results.md): the whole composed config is the same but the grid's rate tables."""
     common = [f"optimizer={optimizer}", "adapter=moe_lora", "seed=1", "data_root=/data"]
-    grid = compose_config(["experiment=lora_optimizers_arc_e_text_cpu", *common])
-    arc_e = compose_config(["experiment=paper_arc_e_text_cpu", *common])
-    grid, arc_e = (OmegaConf.to_container(c, resolve=True) for c in (grid, arc_e))
+    grid = compose_config([f"experiment={name}", *common])
+    paper = compose_config([f"experiment={LORA_OPTIMIZER_GRIDS[name]}", *common])
+    grid, paper = (OmegaConf.to_container(c, resolve=True) for c in (grid, paper))
     assert {key: grid.pop(key) for key in ("adapter_shape", "variant_lr")}
-    assert grid == arc_e
+    assert grid == paper
 
 
 def test_scienceqa_text_form_twin_is_the_scienceqa_grid_on_the_same_problems():
