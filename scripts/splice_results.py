@@ -1,7 +1,7 @@
 """Put a grid's generated tables into docs/results.md, so that the page shows exactly what
 loralab-figures wrote to docs/results/<experiment>/ and nothing typed by hand.
 
-Usage: python scripts/splice_results.py EXPERIMENT "ALT TEXT OF runs.png"
+Usage: python scripts/splice_results.py EXPERIMENT "ALT TEXT OF runs.png" ["ALT OF train_loss.png"]
 
 The block goes right after the section's ``<!-- results:EXPERIMENT -->`` marker and ends at
 ``<!-- results:end -->``; a block spliced there before is replaced. tests/test_docs_numbers.py
@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 END = "<!-- results:end -->"
 
 
-def block(experiment: str, alt: str, records: Path) -> str:
-    """The tables of accuracy.md and claims.md (one heading level down), the figure and links."""
+def block(experiment: str, alts: list[str], records: Path) -> str:
+    """The tables of accuracy.md and claims.md (one heading level down), the figures (runs.png,
+    and train_loss.png where a second alt text is given) and links."""
+    figures = [
+        f"![{alt}](results/{experiment}/{name})"
+        for alt, name in zip(alts, ("runs.png", "train_loss.png"), strict=False)
+    ]
     accuracy = (records / "accuracy.md").read_text().strip()
     claims = (records / "claims.md").read_text().strip()
     return "\n".join(
@@ -29,7 +34,7 @@ def block(experiment: str, alt: str, records: Path) -> str:
             "",
             claims.replace("### ", "#### ", 1),
             "",
-            f"![{alt}](results/{experiment}/runs.png)",
+            *figures,
             "",
             f"Records: [runs.csv](results/{experiment}/runs.csv) (a row per run), "
             f"[questions.csv](results/{experiment}/questions.csv) (each run's outcome on each test "
@@ -52,16 +57,16 @@ def splice(page: str, experiment: str, new_block: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2:
+    if len(argv) not in (2, 3):
         raise SystemExit(__doc__)
-    experiment, alt = argv
+    experiment, *alts = argv
     records = ROOT / "docs" / "results" / experiment
     if not (records / "claims.md").exists():
         raise SystemExit(
             f"{records} has no claims.md: run loralab-figures ... --out {records} first"
         )
     page = ROOT / "docs" / "results.md"
-    page.write_text(splice(page.read_text(), experiment, block(experiment, alt, records)))
+    page.write_text(splice(page.read_text(), experiment, block(experiment, alts, records)))
     print(f"docs/results.md: {experiment}'s tables from {records.relative_to(ROOT)}")
 
 

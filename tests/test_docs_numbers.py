@@ -76,6 +76,40 @@ def test_runs_csv_agrees_with_the_per_question_outcomes(grid):
             assert float(run[f"{metric}_before"]) == pytest.approx(untrained, abs=1e-12)
 
 
+@pytest.mark.parametrize("grid", GRIDS)
+def test_claims_md_follows_from_the_per_question_outcomes(grid):
+    """Each claims row's effect (b − a: mean over seeds and questions, points), McNemar's exact
+    p over the discordant (seed, question) pairs and verdict, recomputed here from
+    questions.csv; the interval itself is a bootstrap draw, so only its sides are checked."""
+    with open(RESULTS / grid / "questions.csv") as file:
+        questions = list(csv.DictReader(file))
+
+    def columns(run):  # the run's acc outcomes, one list per seed
+        names = [c for c in questions[0] if c.startswith(f"{run}/") and c.endswith("/acc")]
+        names = names or [f"{run}/acc"]  # the untrained model: one column
+        return [[int(q[name]) for q in questions] for name in sorted(names)]
+
+    for row in claim_rows(grid):
+        a, b = columns(row["a"]), columns(row["b"])
+        mean = lambda runs: sum(map(sum, runs)) / (len(runs) * len(questions))  # noqa: E731
+        effect = 100 * (mean(b) - mean(a))
+        shown = "0.0" if abs(effect) < 0.05 else f"{effect:+.1f}"
+        assert row["effect"] == shown, (grid, row)
+        low, high = (float(x) for x in row["interval"].strip("[]").split(", "))
+        assert low <= float(row["effect"]) <= high
+        verdict = "holds" if low > 0 else "reversed" if high < 0 else "not resolved at this size"
+        assert row["verdict"] == verdict, (grid, row)
+        if row["p"]:  # seeds paired: seed s of a against seed s of b
+            pairs = [
+                (x, y) for sa, sb in zip(a, b, strict=True) for x, y in zip(sa, sb, strict=True)
+            ]
+            b_only = sum(1 for x, y in pairs if (x, y) == (0, 1))
+            a_only = sum(1 for x, y in pairs if (x, y) == (1, 0))
+            n, k = a_only + b_only, min(a_only, b_only)
+            p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+            assert float(row["p"]) == pytest.approx(p, rel=5e-3), (grid, row)
+
+
 def readme_claims() -> list[tuple[str, str]]:
     """(grid, effects cell) for each README claims row that names a footnoted setting."""
     readme = (ROOT / "README.md").read_text()
