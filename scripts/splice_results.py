@@ -18,12 +18,18 @@ END = "<!-- results:end -->"
 
 
 def block(experiment: str, alts: list[str], records: Path) -> str:
-    """The tables of accuracy.md and claims.md (one heading level down), the figures (runs.png,
-    and train_loss.png where a second alt text is given) and links."""
+    """The tables of accuracy.md and claims.md (one heading level down), claims.png where
+    loralab-figures drew it, the figures (runs.png, and train_loss.png where a second alt text
+    is given) and links."""
     figures = [
         f"![{alt}](results/{experiment}/{name})"
         for alt, name in zip(alts, ("runs.png", "train_loss.png"), strict=False)
     ]
+    claim_figure = (
+        [f"![Each claim's effect with its 95 % interval](results/{experiment}/claims.png)", ""]
+        if (records / "claims.png").exists()
+        else []
+    )
     accuracy = (records / "accuracy.md").read_text().strip()
     claims = (records / "claims.md").read_text().strip()
     return "\n".join(
@@ -34,6 +40,7 @@ def block(experiment: str, alts: list[str], records: Path) -> str:
             "",
             claims.replace("### ", "#### ", 1),
             "",
+            *claim_figure,
             *figures,
             "",
             f"Records: [runs.csv](results/{experiment}/runs.csv) (a row per run), "

@@ -203,3 +203,38 @@ def test_a_run_without_a_test_record_is_named_not_silently_dropped(tmp_path, cap
     figures_main([*map(str, dirs), str(unfinished), "--out", str(tmp_path / "figs")])
     err = capsys.readouterr().err
     assert "1 run(s) without a per-question test record" in err and str(unfinished) in err
+
+
+def test_claims_png_draws_each_claim_s_interval_against_zero(tmp_path):
+    """A row per claim in claims.md's order, named by what differs, its point at the effect and
+    its bar over the 95 % interval (points), coloured by verdict."""
+    import matplotlib.colors
+
+    from loralab.evaluation.statistics import Comparison
+    from loralab.runs.claims import Claim
+    from loralab.runs.claims_figure import claims_figure
+
+    out, _ = constructed_grid(tmp_path, {"sgd": 150, "rsgd": 210})
+    assert (out / "claims.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    claims = [
+        Claim("gate rescaling above none", "arc_e-moe_lora-sgd", "arc_e-moe_lora-gsgd",
+              Comparison(0.02, 0.01, 0.035, "holds", True, 0.01, 30, 10), (3, 3)),
+        Claim("training above the untrained model", "untrained", "arc_e-moe_lora-sgd",
+              Comparison(-0.004, -0.02, 0.01, "not resolved at this size", False, None, 0, 0),
+              (1, 3)),
+    ]  # fmt: skip
+    ax = claims_figure(claims).axes[0]
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    assert labels == [
+        "gate rescaling above none: gsgd − sgd",
+        "training above the untrained model: sgd − untrained",
+    ]
+    for row, (container, (low, effect, high)) in enumerate(
+        zip(ax.containers, [(1.0, 2.0, 3.5), (-2.0, -0.4, 1.0)], strict=True)
+    ):
+        point, _, (bar,) = container.lines
+        assert point.get_xydata().tolist() == [[effect, -row]]
+        np.testing.assert_allclose(bar.get_segments()[0], [[low, -row], [high, -row]])
+    green, grey = (ax.containers[i].lines[0].get_color() for i in (0, 1))
+    assert matplotlib.colors.to_hex(green) == matplotlib.colors.to_hex("tab:green")
+    assert matplotlib.colors.to_hex(grey) != matplotlib.colors.to_hex("tab:green")

@@ -11,7 +11,8 @@ From the runs' per-question records (`runs/records.py`) it writes ``questions.cs
 run's outcome on each test question) and ``runs.csv`` (one row per run: variant, seed, steps, answer form, test size, acc/acc_norm/acc_per_token before and after
 with their standard errors, generate-mode accuracy, losses, wall time, device, commit) and
 ``claims.md`` (each of the papers' comparisons this grid holds, paired on the same questions,
-with its 95 % interval and verdict: `runs/claims.py`). ``accuracy.md`` gives each group's
+with its 95 % interval and verdict: `runs/claims.py`), drawn as ``claims.png``
+(`runs/claims_figure.py`). ``accuracy.md`` gives each group's
 accuracy, mean ± sample standard deviation over seeds with the 95 % interval over seeds and
 questions, then what the curves hold (generate-mode accuracy, losses); for runs on a test split
 that mixes tasks (the commonsense mix) ``per_task.md``: each task's test accuracy and their
@@ -358,13 +359,15 @@ def accuracy_table(
 
 def evidence(
     groups: dict[str, list], records: dict[str, list], experiment: str, out: Path
-) -> tuple[str, str]:
+) -> tuple[str, str, list[Path]]:
     """From the runs' per-question records: ``runs.csv`` (one row per run), ``questions.csv``
-    (each run's outcome on each question) and ``claims.md`` (each claim the grid can test,
-    paired); returns (the title of this grid's tables, the
-    records table: acc and acc_norm before and after, mean ± sample std over seeds and the 95 %
-    interval over seeds and questions)."""
+    (each run's outcome on each question), ``claims.md`` (each claim the grid can test,
+    paired) and ``claims.png`` (their intervals against zero, where there are any); returns
+    (the title of this grid's tables, the records table: acc and acc_norm before and after,
+    mean ± sample std over seeds and the 95 % interval over seeds and questions, the figure's
+    files)."""
     from loralab.runs.claims import accuracy_cells, claims_markdown, paired_claims
+    from loralab.runs.claims_figure import claims_figure
     from loralab.runs.records import runs_row, write_questions_csv, write_runs_csv
 
     rows = []
@@ -387,6 +390,7 @@ def evidence(
     (out / "claims.md").write_text(
         f"### {experiment}: {title}\n\n" + claims_markdown(claims, title)
     )
+    figure = _save(claims_figure(claims, f"{experiment}: {title}"), out, "claims") if claims else []
     lines = [
         "| run | seeds | acc before | acc after | acc_norm before | acc_norm after |",
         "|---|---|---|---|---|---|",
@@ -398,7 +402,7 @@ def evidence(
             for when in ("before", "after")
         ]
         lines.append(f"| {name} | {len(members)} | {' | '.join(cells)} |")
-    return title, "\n".join(lines) + "\n"
+    return title, "\n".join(lines) + "\n", figure
 
 
 def grid_title(rows: list[dict]) -> str:
@@ -457,8 +461,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="loralab-figures",
         description="Loss/accuracy curves (mean and spread over seeds) and the grid's evidence: "
         "runs.png/pdf (Figure 2 layout), train_loss.png/pdf (Figure 3 layout), runs.csv (one "
-        "row per run), claims.md (the papers' comparisons, paired on the same questions, with "
-        "95% intervals and verdicts: holds, reversed, not resolved at this size), accuracy.md "
+        "row per run), claims.md and claims.png (the papers' comparisons, paired on the same "
+        "questions, with 95% intervals and verdicts: holds, reversed, not resolved at this "
+        "size), accuracy.md "
         "(mean ± sample std over seeds, 95% interval over seeds and questions) and per_task.md "
         "for runs on a mixed test split (the commonsense mix).",
     )
@@ -534,12 +539,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     all_recorded = not unrecorded
     try:
-        title, evidence_table = evidence(groups, records, experiment, args.out)
+        title, evidence_table, claims_paths = evidence(groups, records, experiment, args.out)
     except ValueError as err:
         print(f"loralab-figures: {err}", file=sys.stderr)
         sys.exit(2)
-    paths = draw(groups, args.out, args.smooth, title) + draw_train_loss(
-        groups, args.out, args.smooth, title
+    paths = (
+        draw(groups, args.out, args.smooth, title)
+        + draw_train_loss(groups, args.out, args.smooth, title)
+        + claims_paths
     )
     table = (
         f"### {experiment}: {title}\n\n"
