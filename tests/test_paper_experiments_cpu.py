@@ -24,7 +24,6 @@ TWINS = {
     "moslora_arc_e_text_cpu": "adapter=moslora",
     "paper_scienceqa_text_cpu": "optimizer=grsgd",
     "lora_optimizers_arc_e_text_cpu": "optimizer=lorarite",
-    "lora_optimizers_scienceqa_text_cpu": "optimizer=loraplus",
 }
 TINY_RUN = [
     "logger=csv",
