@@ -138,6 +138,11 @@ def signed_points(fraction: float) -> str:
     return "0.0" if text in ("+0.0", "-0.0") else text
 
 
+def _p_value(p: float) -> str:
+    """Three significant digits; a p below what a float holds reads "< 1e-300", not "0"."""
+    return f"{p:.3g}" if p > 0 else "< 1e-300"
+
+
 def claims_markdown(claims: list[Claim], setting: str, metric: str = "acc") -> str:
     """The claims table: effect b - a in points with its paired 95 % interval and verdict."""
     lines = [
@@ -151,7 +156,7 @@ def claims_markdown(claims: list[Claim], setting: str, metric: str = "acc") -> s
     ]
     for c in claims:
         r = c.result
-        p = "" if r.mcnemar_p is None else f"{r.mcnemar_p:.3g}"
+        p = "" if r.mcnemar_p is None else _p_value(r.mcnemar_p)
         lines.append(
             f"| {c.claim} | {c.a} | {c.b} | {c.seeds[0]}, {c.seeds[1]} | {signed_points(r.effect)} | "
             f"[{signed_points(r.low)}, {signed_points(r.high)}] | ±{100 * r.resolution:.1f} | {p} | "
