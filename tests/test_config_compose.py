@@ -202,16 +202,18 @@ def test_a_lora_optimizer_grid_is_its_paper_grid_with_loraplus_and_lorarite(name
     assert (a.kind, a.num_experts, a.top_k, a.rank, a.alpha) == (adapter, *shape)
     assert grid.task == paper.task and grid.trainer == paper.trainer and grid.data == paper.data
     assert grid.optimizer == paper.optimizer  # the same rates and rule (gradamw by default)
-    searched_rates = {  # (on MoE-LoRA, on LoRA r16), searched on ARC-Easy; None: the family's
+    searched_rates = {  # (on MoE-LoRA, on LoRA r16), searched on ARC-Easy
         "loraplus": (5.9e-5, 5.9e-5),
         "lorarite": (3.1e-5, 5.9e-5),
     }
     for optimizer, (moe_rate, lora_rate) in searched_rates.items():
-        rate = (moe_rate if adapter == "moe_lora" else lora_rate) or paper.optimizer.family_lr.adamw
+        rate = moe_rate if adapter == "moe_lora" else lora_rate
         searched = compose_config(
             [f"experiment={name}", f"optimizer={optimizer}", f"adapter={adapter}"]
-        ).optimizer.lr  # a variant's own searched rate where it has one, else its family's
+        ).optimizer.lr  # the variant's own searched rate, not its family's
         assert searched == rate
+    unsearched = compose_config([f"experiment={name}", "optimizer=radamw", f"adapter={adapter}"])
+    assert unsearched.optimizer.lr == paper.optimizer.family_lr.adamw  # no entry: the family's
     sweep = compose_sweep(name)
     assert sweep["optimizer"] == "adamw,gadamw,radamw,gradamw,loraplus,lorarite"
     assert sweep["adapter"] == "moe_lora,lora" and sweep["seed"] == "0,1,2"
