@@ -139,9 +139,12 @@ def named_effects(cell: str) -> list[tuple[str, str, str, str, str]]:
     return found
 
 
+SPELLED = {"LoRA+": "loraplus", "LoRA-RITE": "lorarite"}  # the papers' names of two optimizers
+
+
 def names(run: str, name: str) -> bool:
     """Whether the run ("arc_e-moe_lora-radamw") is the README's name for it ("RAdamW")."""
-    return name.lower() in run.split("-") or name == run == "untrained"
+    return SPELLED.get(name, name).lower() in run.split("-") or name == run == "untrained"
 
 
 def test_the_readme_s_claims_are_the_committed_ones():
