@@ -416,6 +416,18 @@ def test_a_run_eval_fills_the_after_a_run_did_not_log(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*runs, "--run-eval", "missing", "--out", str(tmp_path / "figs")])
     assert "has no missing/eval.json" in capsys.readouterr().err
+    # a run with its own per-question test record needs no such folder: newer runs mix with
+    # older ones, and only the ones without a record of their own must have it
+    for run in runs:
+        (Path(run) / "predictions").mkdir()
+        line = {"id": "q1", "gold_index": 0, "picks": {"acc": 0}}
+        (Path(run) / "predictions" / "test_step2.jsonl").write_text(json.dumps(line) + "\n")
+    main([*runs, "--run-eval", "missing", "--out", str(tmp_path / "mixed")])
+    assert (tmp_path / "mixed" / "runs.csv").is_file()
+    (Path(runs[1]) / "predictions" / "test_step2.jsonl").unlink()
+    with pytest.raises(SystemExit):
+        main([*runs, "--run-eval", "missing", "--out", str(tmp_path / "mixed")])
+    assert f"{runs[1]} has no missing/eval.json" in capsys.readouterr().err
 
 
 def test_figure_2s_accuracy_panel_is_generate_mode_test_accuracy():

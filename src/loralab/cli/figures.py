@@ -264,11 +264,17 @@ def load_baseline(eval_dirs: list[Path]) -> dict[str, float]:
 def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
     """{mode: accuracy} from loralab-eval folders inside a run directory (``<run>/<name>``),
     each on that run's adapter after training: the "after" of a measure the run did not log
-    (generate mode in a grid run with evaluation.generate_every=0)."""
+    (generate mode in a grid run with evaluation.generate_every=0, or the per-question
+    record of a run made before runs kept one). A run that wrote its own per-question test
+    record may lack the folder, so newer runs mix with older ones in one table."""
+    from loralab.runs.records import has_test_record
+
     after = {}
     for name in names:
         file = run_dir / name / "eval.json"
         if not file.is_file():
+            if has_test_record(run_dir):
+                continue
             raise FileNotFoundError(
                 f"--run-eval {name}: {run_dir} has no {name}/eval.json (run loralab-eval "
                 f"adapter_dir={run_dir / 'adapter'} hydra.run.dir={run_dir / name})"
@@ -491,7 +497,8 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME",
         help="a loralab-eval folder inside every run directory (<run>/NAME) on that run's "
         "adapter: the 'after' of a mode the run did not log, e.g. generate mode after "
-        "evaluation.generate_every=0 (repeat for several)",
+        "evaluation.generate_every=0 (repeat for several); a run that wrote its own "
+        "per-question test record may lack it",
     )
     parser.add_argument(
         "--experiment",

@@ -72,6 +72,12 @@ def _steps(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
     return {int(m.group(1)): p for p in folder.iterdir() if (m := pattern.match(p.name))}
 
 
+def has_test_record(run_dir: Path) -> bool:
+    """Whether the run wrote its own per-question test record after training (a
+    ``predictions/test_step<N>.jsonl`` with N > 0): it needs no ``loralab-eval`` folder."""
+    return any(step > 0 for step in _steps(run_dir / "predictions", STEP_FILE))
+
+
 def read_run(
     run_dir: Path,
     name: str,
