@@ -147,24 +147,60 @@ def names(run: str, name: str) -> bool:
     return SPELLED.get(name, name).lower() in run.split("-") or name == run == "untrained"
 
 
+ADAPTERS = {"MoE-LoRA": "moe_lora", "LoRA r16": "lora"}  # a cell's labels, as runs name them
+
+
+def by_adapter(cell: str) -> list[tuple[str | None, str]]:
+    """(adapter, part) for each part of a cell that compares optimizers on two adapters
+    ("MoE-LoRA: ...; LoRA r16: ..."); (None, cell) for a cell without such labels."""
+    parts = re.split(rf"(?:^|; )({'|'.join(ADAPTERS)}): ", cell)
+    if len(parts) == 1:
+        return [(None, cell)]
+    assert parts[0] == "", f"effects before the first adapter label: {cell}"
+    return [(ADAPTERS[label], part) for label, part in zip(parts[1::2], parts[2::2], strict=True)]
+
+
+def on(run: str, adapter: str | None) -> bool:
+    """Whether the run ("arc_e-moe_lora-radamw") trained the adapter (None: any)."""
+    return adapter is None or run == "untrained" or adapter in run.split("-")
+
+
 def test_the_readme_s_claims_are_the_committed_ones():
     claims = readme_claims()
     assert {grid for grid, _ in claims} == set(GRIDS), "a committed grid without a README row"
     checked = 0
     for grid, cell in claims:
         rows = claim_rows(grid)
-        for a, b, effect, low, high in named_effects(cell):
-            interval = f"[{plain(low)}, {plain(high)}]"
-            match = [
-                row
-                for row in rows
-                if names(row["a"], a)
-                and names(row["b"], b)
-                and (row["effect"], row["interval"]) == (plain(effect), interval)
-            ]
-            assert match, f"README: {b} − {a}: {effect} {interval} is not in {grid}'s claims.md"
-            checked += 1
+        for adapter, part in by_adapter(cell):
+            for a, b, effect, low, high in named_effects(part):
+                interval = f"[{plain(low)}, {plain(high)}]"
+                match = [
+                    row
+                    for row in rows
+                    if names(row["a"], a)
+                    and names(row["b"], b)
+                    and on(row["a"], adapter)
+                    and on(row["b"], adapter)
+                    and (row["effect"], row["interval"]) == (plain(effect), interval)
+                ]
+                assert match, (
+                    f"README: {b} − {a}: {effect} {interval}"
+                    + (f" on {adapter}" if adapter else "")
+                    + f" is not in {grid}'s claims.md"
+                )
+                checked += 1
     assert checked >= 20, checked
+
+
+def test_an_adapter_label_binds_the_effects_after_it():
+    """The README's LoRA-optimizer cells name the adapter once for several effects."""
+    cell = "MoE-LoRA: LoRA+ − AdamW: −0.3 [−1.2, +0.6]; LoRA r16: AdamW +1.0 [+0.1, +2.0]"
+    assert by_adapter(cell) == [
+        ("moe_lora", "LoRA+ − AdamW: −0.3 [−1.2, +0.6]"),
+        ("lora", "AdamW +1.0 [+0.1, +2.0]"),
+    ]
+    assert on("arc_e-lora-adamw", "lora") and not on("arc_e-moe_lora-adamw", "lora")
+    assert by_adapter("RSGD − SGD: +1.0 [+0.1, +2.0]") == [(None, "RSGD − SGD: +1.0 [+0.1, +2.0]")]
 
 
 def test_every_signed_interval_in_the_docs_stands_in_a_claims_table():
