@@ -440,3 +440,16 @@ def test_figure_2s_accuracy_panel_is_generate_mode_test_accuracy():
     columns = [c for c, _ in figure2_panels({"a": [("run", generated, None)]})]
     assert columns == ["train/loss", "test/gen_acc", "val/acc"]
     assert "test/gen_acc" not in [c for c, _ in figure2_panels({"a": [("run", logged, None)]})]
+
+
+def test_a_generate_baseline_starts_the_accuracy_curve_at_step_0():
+    """A grid that skipped the untrained model's evaluation logs generate accuracy only after
+    training; the loralab-eval baseline is its step 0, and a run's own step 0 is kept."""
+    from loralab.cli.figures import curve, starting_at
+
+    late = pd.DataFrame({"step": [0, 99], "train/loss": [2.0, 1.0], "test/gen_acc": [None, 0.4]})
+    started = starting_at(late, "test/gen_acc", 0.1)
+    assert curve([started], "test/gen_acc")["mean"].to_dict() == {0: 0.1, 99: 0.4}
+    own = late.assign(**{"test/gen_acc": [0.3, 0.4]})
+    assert curve([starting_at(own, "test/gen_acc", 0.1)], "test/gen_acc")["mean"][0] == 0.3
+    assert starting_at(late, "test/gen_acc", None) is late

@@ -113,6 +113,15 @@ def curve(frames: list[pd.DataFrame], column: str, smooth: int = 1) -> pd.DataFr
     )
 
 
+def starting_at(frame: pd.DataFrame, column: str, untrained: float | None) -> pd.DataFrame:
+    """``frame`` with ``untrained`` as ``column``'s value at step 0 where the run logged none
+    there: a grid that skips the untrained model's evaluation (the same for every run) still
+    draws each curve from where training started, as the paper's Figure 2 does."""
+    if untrained is None or 0 in per_step(frame, column).index:
+        return frame
+    return pd.concat([frame, pd.DataFrame({"step": [0], column: [untrained]})], ignore_index=True)
+
+
 def _plot_group(ax, stats: pd.DataFrame, n: int, label: str, **style) -> None:
     ax.plot(stats.index, stats["mean"], "-" if len(stats) > 20 else "o-", label=label, **style)
     if n > 1:
@@ -138,15 +147,26 @@ def figure2_panels(groups: dict[str, list]) -> list[tuple[str, str]]:
     return [p for p in PANELS if any(p[0] in f for runs in groups.values() for _, f, _ in runs)]
 
 
-def draw(groups: dict[str, list], out_dir: Path, smooth: int = 1, title: str = "") -> list[Path]:
+def draw(
+    groups: dict[str, list],
+    out_dir: Path,
+    smooth: int = 1,
+    title: str = "",
+    baseline: dict[str, float] | None = None,
+) -> list[Path]:
     """Figure 2's layout: training loss (smoothed), eval loss and accuracy over steps, then
     the loss of the token that decides the answer, in training and evaluation (the training
-    loss is mostly the answer format, learnt within a few steps)."""
+    loss is mostly the answer format, learnt within a few steps). A generate-mode `baseline`
+    (the untrained model's accuracy) is each generate-accuracy curve's step 0 where the run
+    did not measure it."""
     panels = figure2_panels(groups)
+    untrained = (baseline or {}).get("generate")
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, (column, label) in zip(axes[0], panels, strict=True):
         for name, runs in groups.items():
             frames = [frame for _, frame, _ in runs if column in frame]
+            if column == "test/gen_acc":
+                frames = [starting_at(frame, column, untrained) for frame in frames]
             if frames:
                 window = smooth if column in SMOOTHED else 1
                 stats = curve(frames, column, window)
@@ -488,7 +508,8 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="EVAL_DIR",
         help="a loralab-eval folder of the untrained model (score or generate mode; repeat for "
-        "both): the 'before' of runs that did not measure it",
+        "both): the 'before' of runs that did not measure it, and in generate mode the "
+        "accuracy curve's step 0",
     )
     parser.add_argument(
         "--run-eval",
@@ -551,7 +572,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"loralab-figures: {err}", file=sys.stderr)
         sys.exit(2)
     paths = (
-        draw(groups, args.out, args.smooth, title)
+        draw(groups, args.out, args.smooth, title, baseline)
         + draw_train_loss(groups, args.out, args.smooth, title)
         + claims_paths
     )
