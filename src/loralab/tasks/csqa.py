@@ -37,6 +37,7 @@ from typing import Any
 
 from loralab.tasks.base import DataError, Task
 from loralab.tasks.records import read_json_records
+from loralab.tasks.reference_forms import reference_parse
 from loralab.tasks.sources import (
     SplitData,
     first_of_test,
@@ -85,9 +86,7 @@ def parse_csqa(text: str) -> str | None:
     """The answer letter of a generated continuation, as the reference reads it: the text up to
     any repeated ``### Correct Answer:``, stripped; the letter if the pattern matches exactly
     once, else None."""
-    response = text.split(RESPONSE_SPLIT)[0].strip()
-    found = CSQA_ANSWER.findall(response)
-    return found[0] if len(found) == 1 else None
+    return reference_parse(CSQA_ANSWER, text, RESPONSE_SPLIT)
 
 
 class CommonsenseQATask(Task):

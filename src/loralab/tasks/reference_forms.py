@@ -123,10 +123,11 @@ def boolq_target(answer: bool) -> str:
     return "The answer is " + ("Yes" if answer else "No")
 
 
-def reference_parse(pattern: re.Pattern, text: str) -> str | None:
-    """As the reference's ``evaluate``: the text up to any repeated ``### Response:``, stripped;
-    the group if ``pattern`` matches exactly once, else None (its ``FAILD``, counted wrong)."""
-    found = pattern.findall(text.split(RESPONSE_SPLIT)[0].strip())
+def reference_parse(pattern: re.Pattern, text: str, split: str = RESPONSE_SPLIT) -> str | None:
+    """As the reference's ``evaluate``: the text up to any repeated ``split`` (its prompt's
+    answer header), stripped; the group if ``pattern`` matches exactly once, else None (its
+    ``FAILD``, counted wrong)."""
+    found = pattern.findall(text.split(split)[0].strip())
     return found[0] if len(found) == 1 else None
 
 
