@@ -111,6 +111,23 @@ def test_a_constructed_grid_gets_the_verdicts_it_was_built_for(tmp_path):
     assert "| 70.3 ± 0.3 [" in line  # mean ± sample std over seeds, then its 95 % interval
 
 
+def test_a_generate_baseline_is_the_generate_accuracy_before_in_runs_csv(tmp_path):
+    """Grids skip the untrained model's evaluation; its loralab-eval folder in generate mode
+    is every run's gen_acc_before in runs.csv, as it is the table's "generate acc before"."""
+    run = fake_run(tmp_path / "sgd-0", "sgd", 0, 150)
+    (tmp_path / "base").mkdir()
+    result = {
+        "config": {"mode": "generate", "adapter_dir": None},
+        "summary": {"overall": {"accuracy": 0.014}},
+    }
+    (tmp_path / "base" / "eval.json").write_text(json.dumps(result))
+    out = tmp_path / "figs"
+    figures_main([str(run), "--baseline", str(tmp_path / "base"), "--out", str(out)])
+    with open(out / "runs.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["gen_acc_before"]) == 0.014
+
+
 def test_grids_tested_on_different_questions_are_refused(tmp_path, capsys):
     first = fake_run(tmp_path / "a", "sgd", 0, 150)
     second = fake_run(tmp_path / "b", "rsgd", 0, 150, questions=200)

@@ -384,11 +384,16 @@ def accuracy_table(
 
 
 def evidence(
-    groups: dict[str, list], records: dict[str, list], experiment: str, out: Path
+    groups: dict[str, list],
+    records: dict[str, list],
+    experiment: str,
+    out: Path,
+    untrained_generate: float | None = None,
 ) -> tuple[str, str, list[Path]]:
-    """From the runs' per-question records: ``runs.csv`` (one row per run), ``questions.csv``
-    (each run's outcome on each question), ``claims.md`` (each claim the grid can test,
-    paired) and ``claims.png`` (their intervals against zero, where there are any); returns
+    """From the runs' per-question records: ``runs.csv`` (one row per run; a run that did not
+    measure the untrained model's generate accuracy has ``untrained_generate``, a --baseline's),
+    ``questions.csv`` (each run's outcome on each question), ``claims.md`` (each claim the grid
+    can test, paired) and ``claims.png`` (their intervals against zero, where there are any); returns
     (the title of this grid's tables, the records table: acc and acc_norm before and after,
     mean ± sample std over seeds and the 95 % interval over seeds and questions, the figure's
     files)."""
@@ -400,7 +405,7 @@ def evidence(
     for name, runs in groups.items():
         for (_, frame, _), record in zip(runs, records[name], strict=True):
             values = {
-                "gen_acc_before": generate_before(frame),
+                "gen_acc_before": _first_known(generate_before(frame), untrained_generate),
                 "gen_acc_after": last_value(frame, "test/gen_acc"),
                 "val_decision_loss": last_value(frame, "val/decision_loss"),
                 "train_loss_final": final_train_loss(frame),
@@ -429,6 +434,10 @@ def evidence(
         ]
         lines.append(f"| {name} | {len(members)} | {' | '.join(cells)} |")
     return title, "\n".join(lines) + "\n", figure
+
+
+def _first_known(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
 
 
 def grid_title(rows: list[dict]) -> str:
@@ -567,7 +576,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     all_recorded = not unrecorded
     try:
-        title, evidence_table, claims_paths = evidence(groups, records, experiment, args.out)
+        title, evidence_table, claims_paths = evidence(
+            groups, records, experiment, args.out, baseline.get("generate")
+        )
     except ValueError as err:
         print(f"loralab-figures: {err}", file=sys.stderr)
         sys.exit(2)
