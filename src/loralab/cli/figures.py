@@ -209,14 +209,14 @@ def final_accuracy(frame: pd.DataFrame, summary: dict) -> tuple[float | None, fl
     return before, summary.get("test_acc_after", tests[-1] if tests else None)
 
 
-def generate_before(frame: pd.DataFrame) -> float | None:
-    """The step-0 generate-mode accuracy, when the run measured it (generate_at_start)."""
+def generate_before(frame: pd.DataFrame, untrained: float | None = None) -> float | None:
+    """The step-0 generate-mode accuracy, when the run measured it (generate_at_start), else
+    ``untrained`` (a --baseline's, the same model)."""
     if "test/gen_acc" not in frame:
-        return None
+        return untrained
     rows = frame[["step", "test/gen_acc"]].dropna()
-    return (
-        float(rows["test/gen_acc"].iloc[0]) if len(rows) > 1 and rows["step"].iloc[0] == 0 else None
-    )
+    measured = len(rows) > 1 and rows["step"].iloc[0] == 0
+    return float(rows["test/gen_acc"].iloc[0]) if measured else untrained
 
 
 def _read_json(file: Path, what: str) -> dict:
@@ -364,8 +364,7 @@ def accuracy_table(
         ]
         before, after = (_mean_std(list(values), 100, 1) for values in zip(*pairs, strict=True))
         gains = [None if None in pair else pair[1] - pair[0] for pair in pairs]
-        started = [generate_before(frame) for _, frame, _ in runs]
-        started = [baseline.get("generate") if g is None else g for g in started]
+        started = [generate_before(frame, baseline.get("generate")) for _, frame, _ in runs]
         generated = [last_value(frame, "test/gen_acc") for _, frame, _ in runs]
         generated = [
             e.get("generate") if g is None else g for g, e in zip(generated, evaluated, strict=True)
@@ -405,7 +404,7 @@ def evidence(
     for name, runs in groups.items():
         for (_, frame, _), record in zip(runs, records[name], strict=True):
             values = {
-                "gen_acc_before": _first_known(generate_before(frame), untrained_generate),
+                "gen_acc_before": generate_before(frame, untrained_generate),
                 "gen_acc_after": last_value(frame, "test/gen_acc"),
                 "val_decision_loss": last_value(frame, "val/decision_loss"),
                 "train_loss_final": final_train_loss(frame),
@@ -434,10 +433,6 @@ def evidence(
         ]
         lines.append(f"| {name} | {len(members)} | {' | '.join(cells)} |")
     return title, "\n".join(lines) + "\n", figure
-
-
-def _first_known(*values: float | None) -> float | None:
-    return next((v for v in values if v is not None), None)
 
 
 def grid_title(rows: list[dict]) -> str:
