@@ -18,9 +18,9 @@ END = "<!-- results:end -->"
 
 
 def block(experiment: str, alts: list[str], records: Path) -> str:
-    """The tables of accuracy.md and claims.md (one heading level down), claims.png where
-    loralab-figures drew it, the figures (runs.png, and train_loss.png where a second alt text
-    is given) and links."""
+    """The tables of accuracy.md, claims.md and per_task.md where there is one (one heading
+    level down), claims.png where loralab-figures drew it, the figures (runs.png, and
+    train_loss.png where a second alt text is given) and links."""
     figures = [
         f"![{alt}](results/{experiment}/{name})"
         for alt, name in zip(alts, ("runs.png", "train_loss.png"), strict=False)
@@ -32,6 +32,10 @@ def block(experiment: str, alts: list[str], records: Path) -> str:
     )
     accuracy = (records / "accuracy.md").read_text().strip()
     claims = (records / "claims.md").read_text().strip()
+    by_task = records / "per_task.md"  # a grid on a split that mixes tasks
+    per_task = (
+        [by_task.read_text().strip().replace("### ", "#### ", 1), ""] if by_task.exists() else []
+    )
     return "\n".join(
         [
             f"<!-- results:{experiment} -->",
@@ -40,6 +44,7 @@ def block(experiment: str, alts: list[str], records: Path) -> str:
             "",
             claims.replace("### ", "#### ", 1),
             "",
+            *per_task,
             *claim_figure,
             *figures,
             "",

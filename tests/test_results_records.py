@@ -12,9 +12,10 @@ from loralab.cli.figures import main as figures_main
 from loralab.runs.claims import signed_points
 
 
-def fake_run(folder, optimizer, seed, right, questions=300, before_right=100):
+def fake_run(folder, optimizer, seed, right, questions=300, before_right=100, task_of=None):
     """A run directory as loralab-train leaves it, with per-question records: its first
-    ``right`` questions answered right after training, ``before_right`` before."""
+    ``right`` questions answered right after training, ``before_right`` before; each record
+    names its task ``task_of(q)`` where given (a split that mixes tasks)."""
     (folder / ".hydra").mkdir(parents=True)
     (folder / "predictions").mkdir()
     config = {
@@ -34,7 +35,8 @@ def fake_run(folder, optimizer, seed, right, questions=300, before_right=100):
         for q in range(questions):
             pick = 0 if q < count else 1  # gold is option 0
             picks = {"acc": pick, "acc_norm": pick, "acc_per_token": pick}
-            lines.append(json.dumps({"id": f"q{q}", "gold_index": 0, "gold": "A", "picks": picks}))
+            row = {"id": f"q{q}", "gold_index": 0, "gold": "A", "picks": picks}
+            lines.append(json.dumps(row | ({"task": task_of(q)} if task_of else {})))
         (folder / "predictions" / f"test_step{step}.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -109,6 +111,42 @@ def test_a_constructed_grid_gets_the_verdicts_it_was_built_for(tmp_path):
     accuracy = (out / "accuracy.md").read_text()
     line = next(x for x in accuracy.splitlines() if x.startswith("| arc_e-moe_lora-rsgd |"))
     assert "| 70.3 ± 0.3 [" in line  # mean ± sample std over seeds, then its 95 % interval
+
+
+def test_per_task_md_splits_accuracy_and_each_claim_by_task(tmp_path):
+    """Two tasks of 150 questions each: SGD gets all of t1 and none of t2, RSGD as well plus
+    60 of t2 on every seed: the effect is +40 points on t2, nothing on t1, +20 pooled."""
+
+    def task_of(q):
+        return "t1" if q < 150 else "t2"
+
+    dirs = [
+        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, right, task_of=task_of)
+        for opt, right in (("sgd", 150), ("rsgd", 210))
+        for seed in (0, 1)
+    ]
+    out = tmp_path / "figs"
+    figures_main([*map(str, dirs), "--out", str(out)])
+    lines = (out / "per_task.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| task |"))
+    assert header == (
+        "| task | questions | untrained | arc_e-moe_lora-sgd (2 seeds) | "
+        "arc_e-moe_lora-rsgd (2 seeds) | arc_e-moe_lora-rsgd − arc_e-moe_lora-sgd |"
+    )
+    rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in lines}
+    t1, t2, pooled = rows["t1"], rows["t2"], rows["all"]
+    assert t1[1] == t2[1] == "150" and pooled[1] == "300"
+    assert t1[2].startswith("66.7 [") and t2[2] == "0.0 [0.0, 0.0]"  # one untrained model
+    assert t1[3] == "100.0 ± 0.0 [100.0, 100.0]" and t2[3] == "0.0 ± 0.0 [0.0, 0.0]"
+    assert t1[5].strip() == "0.0 [0.0, 0.0]"
+    assert t2[5].startswith("+40.0 [") and pooled[5].startswith("+20.0 [")
+    low = float(t2[5].split("[")[1].split(",")[0])
+    assert 0 < low < 40  # resolved on t2 alone, with a question-sampling interval
+
+    (tmp_path / "one-task").mkdir()
+    single = [fake_run(tmp_path / "one-task" / "sgd-0", "sgd", 0, 150)]
+    figures_main([*map(str, single), "--out", str(out)])
+    assert not (out / "per_task.md").exists()  # a single-task grid has none, the old one goes
 
 
 def test_a_generate_baseline_is_the_generate_accuracy_before_in_runs_csv(tmp_path):

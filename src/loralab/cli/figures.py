@@ -15,8 +15,8 @@ with its 95 % interval and verdict: `runs/claims.py`), drawn as ``claims.png``
 (`runs/claims_figure.py`). ``accuracy.md`` gives each group's
 accuracy, mean ± sample standard deviation over seeds with the 95 % interval over seeds and
 questions, then what the curves hold (generate-mode accuracy, losses); for runs on a test split
-that mixes tasks (the commonsense mix) ``per_task.md``: each task's test accuracy and their
-mean. Each run draws its own ``curves.png`` (`runs/curves.py`).
+that mixes tasks (the commonsense mix) ``per_task.md``: each task's test accuracy with its
+interval and each claim's paired effect on that task (`runs/per_task.py`). Each run draws its own ``curves.png`` (`runs/curves.py`).
 """
 
 from __future__ import annotations
@@ -398,6 +398,7 @@ def evidence(
     files)."""
     from loralab.runs.claims import accuracy_cells, claims_markdown, paired_claims
     from loralab.runs.claims_figure import claims_figure
+    from loralab.runs.per_task import per_task_markdown
     from loralab.runs.records import runs_row, write_questions_csv, write_runs_csv
 
     rows = []
@@ -417,9 +418,13 @@ def evidence(
     write_questions_csv(out / "questions.csv", records)
     title = grid_title(rows)
     claims = paired_claims(records)
-    (out / "claims.md").write_text(
-        f"### {experiment}: {title}\n\n" + claims_markdown(claims, title)
-    )
+    heading = f"### {experiment}: {title}"
+    (out / "claims.md").write_text(f"{heading}\n\n" + claims_markdown(claims, title))
+    by_task = per_task_markdown(records, claims, f"{heading}, by task")
+    if by_task is not None:
+        (out / "per_task.md").write_text(by_task)
+    else:
+        (out / "per_task.md").unlink(missing_ok=True)  # a table from an earlier grid would mislead
     figure = _save(claims_figure(claims, f"{experiment}: {title}"), out, "claims") if claims else []
     lines = [
         "| run | seeds | acc before | acc after | acc_norm before | acc_norm after |",
@@ -447,43 +452,6 @@ def grid_title(rows: list[dict]) -> str:
         f"{values('task')}, {values('answer_form')} answer form, {values('model')}, "
         f"{values('steps')} steps, {values('test_size')} test questions"
     )
-
-
-def per_task_table(groups: dict[str, list]) -> str | None:
-    """Per group, mean ± std over seeds of each task's test accuracy (%) after training and of
-    their plain mean (MoSLoRA's table); first row: the untrained model, from the runs' "before"
-    (the same for every run of one test set). None when no run logged per-task accuracy."""
-    from loralab.runs.loggers import TASK_ACCURACY
-
-    runs = [frame for members in groups.values() for _, frame, _ in members]
-    columns = {c for frame in runs for c in frame.columns if c.startswith(TASK_ACCURACY)}
-    tasks = sorted(c.removeprefix(TASK_ACCURACY) for c in columns)
-    if not tasks:
-        return None
-
-    def accuracies(frame: pd.DataFrame, before: bool) -> list[float | None]:
-        """Each task's first (before: of two or more) or last logged value, then their mean."""
-        row = []
-        for task in tasks:
-            column = TASK_ACCURACY + task
-            logged = frame[column].dropna() if column in frame else pd.Series(dtype=float)
-            enough = len(logged) > 1 if before else len(logged) > 0
-            row.append(float(logged.iloc[0 if before else -1]) if enough else None)
-        return [*row, None if None in row else sum(row) / len(row)]
-
-    def cells(rows: list[list[float | None]]) -> str:
-        return " | ".join(_mean_std(list(column), 100, 1) for column in zip(*rows, strict=True))
-
-    lines = [
-        f"| run | seeds | {' | '.join(tasks)} | mean |",
-        "|---|---|" + "---:|" * (len(tasks) + 1),
-        f"| untrained | {len(runs)} | {cells([accuracies(frame, True) for frame in runs])} |",
-    ]
-    for name, members in groups.items():
-        lines.append(
-            f"| {name} | {len(members)} | {cells([accuracies(f, False) for _, f, _ in members])} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -593,10 +561,8 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "accuracy.md").write_text(table)
     print(table)
     print((args.out / "claims.md").read_text())
-    by_task = per_task_table(groups)
-    if by_task is not None:
-        (args.out / "per_task.md").write_text(by_task)
-        print(by_task)
+    if (args.out / "per_task.md").exists():
+        print((args.out / "per_task.md").read_text())
     print("figures:", ", ".join(str(p) for p in paths))
 
 

@@ -126,6 +126,11 @@ def accuracy_cells(runs: list[RunRecord], metric: str, when: str = "after") -> s
     _, table = outcome_table(runs, metric, when)
     if when == "before" and (table == table[0]).all():
         table = table[:1]
+    return estimate_cell(table)
+
+
+def estimate_cell(table: np.ndarray) -> str:
+    """``mean ± sample std [95 % interval]`` in points of a (seeds, questions) 0/1 table."""
     found = estimate(table)
     spread = "" if found.seed_std is None else f" ± {100 * found.seed_std:.1f}"
     return f"{100 * found.mean:.1f}{spread} [{100 * found.low:.1f}, {100 * found.high:.1f}]"

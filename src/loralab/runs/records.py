@@ -38,6 +38,7 @@ class RunRecord:
     after: dict[str, Outcomes] = field(default_factory=dict)  # metric -> outcomes
     before: dict[str, Outcomes] = field(default_factory=dict)
     generate_after: Outcomes | None = None
+    tasks: dict[str, str] = field(default_factory=dict)  # question id -> task, in a mixed split
 
     @property
     def seed(self) -> int | None:
@@ -64,6 +65,18 @@ def read_outcomes(path: Path) -> tuple[dict[str, Outcomes], Outcomes | None]:
             by_metric.setdefault(metric, {})[question] = int(pick == row["gold_index"])
     generated = by_metric.pop("generate", None)
     return by_metric, generated
+
+
+def read_tasks(path: Path) -> dict[str, str]:
+    """Each question's task in a predictions.jsonl whose rows name one (a split that mixes
+    tasks); empty otherwise. Ids as `read_outcomes` reads them."""
+    tasks = {}
+    for number, line in enumerate(path.read_text().splitlines()):
+        row = json.loads(line)
+        if row.get("task") is not None:
+            question = str(row["id"]) if row.get("id") is not None else f"#{number}"
+            tasks[question] = str(row["task"])
+    return tasks
 
 
 def _steps(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
@@ -95,6 +108,7 @@ def read_run(
     last = max(scored, default=None)
     if last is not None and last > 0:
         record.after, _ = read_outcomes(scored[last])
+        record.tasks = read_tasks(scored[last])
     if 0 in scored:
         record.before, _ = read_outcomes(scored[0])
     elif baseline:
@@ -110,6 +124,7 @@ def read_run(
                 record.generate_after = generate
             if metrics and not record.after:
                 record.after = metrics
+                record.tasks = read_tasks(file)
     return record
 
 
