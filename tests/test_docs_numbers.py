@@ -212,8 +212,12 @@ def test_an_adapter_label_binds_the_effects_after_it():
 
 def test_every_signed_interval_in_the_docs_stands_in_a_claims_table():
     """The docs' prose restates effects ("−0.8 points [−1.7, +0.1]"): each must be one that a
-    committed claims.md holds, so that no figure outlives a re-run."""
+    committed claims.md holds (or a per_task.md, a claim's effect on one task), so that no
+    figure outlives a re-run."""
     intervals = {row["interval"] for grid in GRIDS for row in claim_rows(grid)}
+    for per_task in RESULTS.glob("*/per_task.md"):
+        found = re.findall(r"\[([+-]\d+\.\d), ([+-]\d+\.\d)\]", per_task.read_text())
+        intervals |= {f"[{low}, {high}]" for low, high in found}
     for doc in ("README.md", "docs/results.md"):
         text = (ROOT / doc).read_text()
         for low, high in re.findall(r"\[([+−-]\d+\.\d), ([+−-]\d+\.\d)\]", text):

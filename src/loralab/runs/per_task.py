@@ -44,12 +44,18 @@ def per_task_markdown(
     if len(names) < 2 or not recorded:
         return None
     tables = {name: outcome_table(runs, metric) for name, runs in recorded.items()}
-    ids = next(iter(tables.values()))[0]
+    first, ids = next(iter(tables)), next(iter(tables.values()))[0]
+    for name, (other, _) in tables.items():
+        if other != ids:
+            raise ValueError(
+                f"{name} and {first} were tested on different questions: per_task.md needs one "
+                "test split for every run"
+            )
     untrained = next(
         (runs for runs in recorded.values() if has_records(runs, metric, "before")), None
     )
     columns: list[tuple[str, np.ndarray]] = []
-    if untrained is not None:
+    if untrained is not None and outcome_table(untrained, metric, "before")[0] == ids:
         before = outcome_table(untrained, metric, "before")[1]
         columns.append(("untrained", before[:1] if (before == before[0]).all() else before))
     columns += [(f"{name} ({_seeds(len(recorded[name]))})", tables[name][1]) for name in recorded]
