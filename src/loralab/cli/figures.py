@@ -293,7 +293,13 @@ def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
     for name in names:
         file = run_dir / name / "eval.json"
         if not file.is_file():
-            if has_test_record(run_dir):
+            if has_test_record(run_dir):  # its own record is its score-mode "after"
+                print(
+                    f"loralab-figures: --run-eval {name}: {run_dir} has no {name}/eval.json; "
+                    "its own per-question test record stands in for score mode (a generate-mode "
+                    f"{name} reads n/a for this run)",
+                    file=sys.stderr,
+                )
                 continue
             raise FileNotFoundError(
                 f"--run-eval {name}: {run_dir} has no {name}/eval.json (run loralab-eval "
