@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,13 @@ class FineTuningModule(L.LightningModule):
         self.test_records: list[dict] = []  # the last test pass, per question (predictions.jsonl)
         self._pending_rng = None
         self.strict_loading = False  # checkpoints hold the adapters only
+        # This run's wall time over all its processes: a resumed run adds the time its
+        # checkpoint records (`wall_time_s`), so a stopped-and-resumed run reports the whole.
+        self.wall_time_before = 0.0
+        self.clock_started = time.perf_counter()
+
+    def wall_time_s(self) -> float:
+        return self.wall_time_before + time.perf_counter() - self.clock_started
 
     def training_step(self, batch, batch_idx):
         from loralab.adapters import auxiliary_loss, collect_router_stats, enable_router_stats
@@ -256,6 +264,7 @@ class FineTuningModule(L.LightningModule):
         checkpoint["loralab_rng"] = rng_state()
         checkpoint["loralab_skipped"] = self.skipped
         checkpoint["loralab_batches_done"] = self.batches_done
+        checkpoint["loralab_wall_time_s"] = self.wall_time_s()
         if (
             self.run_identity is not None
         ):  # what a resume must match (runs.checkpoints.run_identity)

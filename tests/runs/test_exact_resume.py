@@ -1,11 +1,13 @@
 """A resumed run is the same run: killed at any step (mid-epoch, at an epoch's last batch,
 one step after a checkpoint, by SIGKILL, SIGTERM or Ctrl+C) and resumed with resume=auto, it
-ends with the adapter bytes and every metrics.csv byte of the uninterrupted run; extending
-max_steps equals one longer run."""
+ends with the adapter bytes and every metrics.csv byte of the uninterrupted run, and reports
+the wall time of all its processes; extending max_steps equals one longer run."""
 
+import json
 import signal
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from loralab.runs.checkpoints import safe_load
@@ -74,10 +76,18 @@ def test_killed_at_any_step_and_resumed_equals_the_uninterrupted_run(tmp_path):
             assert not (parts / "adapter").exists()  # a stopped run writes no final outputs
         resume = ["resume=auto"]
 
+    # the wall time of the processes before: what the checkpoint records, here marked large
+    last = parts / "checkpoints" / "last.ckpt"
+    state = safe_load(last)
+    assert state["loralab_wall_time_s"] > 0
+    torch.save(state | {"loralab_wall_time_s": 1e6}, last)
+
     resumed = train([*THREE_EPOCHS, "resume=auto", f"hydra.run.dir={parts}"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "steps                 9" in resumed.stdout
     assert_same_run(whole, parts)
+    wall_time = json.loads((parts / "summary.json").read_text())["wall_time_s"]
+    assert 1e6 < wall_time < 1e6 + 3600  # the earlier processes' time, plus this one's
 
 
 def test_extending_max_steps_equals_one_longer_run_and_a_stretched_schedule_is_refused(

@@ -60,6 +60,8 @@ def run(cfg: DictConfig, run_dir: Path):
     task, datamodule = build_data(resolved, tokenizer)
     module = build_module(model, optimizer_cfg, resolved)
     module.run_identity = run_identity(resolved)
+    module.clock_started = started
+    module.wall_time_before = (saved or {}).get("loralab_wall_time_s", 0.0)
     precision = resolve_precision(resolved["trainer"], model)
 
     lock = take_run_dir(cfg, run_dir, saved)
@@ -81,7 +83,7 @@ def run(cfg: DictConfig, run_dir: Path):
         for logger in loggers:
             logger.finalize("success")
         summary = write_outputs(cfg, resolved, run_dir, trainer, model, adapter_cfg, datamodule)
-        summary.update(precision=precision, wall_time_s=round(time.perf_counter() - started, 1))
+        summary.update(precision=precision, wall_time_s=round(module.wall_time_s(), 1))
         if selection is not None:
             summary["selection"] = selection
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
