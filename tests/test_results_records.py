@@ -149,6 +149,30 @@ def test_per_task_md_splits_accuracy_and_each_claim_by_task(tmp_path):
     assert not (out / "per_task.md").exists()  # a single-task grid has none, the old one goes
 
 
+def test_per_task_md_names_what_it_cannot_align_instead_of_mislabelling_it(tmp_path):
+    """A group tested on other questions is left out and named; groups with different untrained
+    records (say, two models) get no shared untrained column."""
+
+    def task_of(q):
+        return "t1" if q % 2 else "t2"
+
+    sgd = fake_run(tmp_path / "sgd", "sgd", 0, 150, task_of=task_of)
+    adamw = fake_run(tmp_path / "adamw", "adamw", 0, 150, questions=200, task_of=task_of)
+    out = tmp_path / "figs"
+    figures_main([str(sgd), str(adamw), "--out", str(out)])
+    text = (out / "per_task.md").read_text()
+    assert "Left out, tested on other questions: arc_e-moe_lora-adamw." in text
+    assert "| all | 300 |" in text and "adamw (1 seed)" not in text
+
+    other = fake_run(tmp_path / "adamw2", "adamw", 0, 150, before_right=50, task_of=task_of)
+    figures_main([str(sgd), str(other), "--out", str(out)])
+    text = (out / "per_task.md").read_text()
+    assert "No untrained column" in text and "| untrained |" not in text
+    assert (
+        "| task | questions | arc_e-moe_lora-sgd (1 seed) | arc_e-moe_lora-adamw (1 seed) |" in text
+    )
+
+
 def test_a_generate_baseline_is_the_generate_accuracy_before_in_runs_csv(tmp_path):
     """Grids skip the untrained model's evaluation; its loralab-eval folder in generate mode
     is every run's gen_acc_before in runs.csv, as it is the table's "generate acc before"."""

@@ -425,7 +425,7 @@ def test_a_run_eval_fills_the_after_a_run_did_not_log(tmp_path, capsys):
     main([*runs, "--run-eval", "missing", "--out", str(tmp_path / "mixed")])
     assert (tmp_path / "mixed" / "runs.csv").is_file()
     said = capsys.readouterr().err  # said, not silent: a generate-mode folder would read n/a
-    assert f"{runs[0]} has no missing/eval.json; its own per-question test record" in said
+    assert "--run-eval missing: 2 run(s) have no missing/eval.json" in said and runs[0] in said
     (Path(runs[1]) / "predictions" / "test_step2.jsonl").unlink()
     with pytest.raises(SystemExit):
         main([*runs, "--run-eval", "missing", "--out", str(tmp_path / "mixed")])

@@ -56,8 +56,9 @@ class FineTuningModule(L.LightningModule):
         self.test_records: list[dict] = []  # the last test pass, per question (predictions.jsonl)
         self._pending_rng = None
         self.strict_loading = False  # checkpoints hold the adapters only
-        # This run's wall time over all its processes: a resumed run adds the time its
-        # checkpoint records (`wall_time_s`), so a stopped-and-resumed run reports the whole.
+        # This run's wall time across resumes: a resumed run adds the time its checkpoint
+        # records (``loralab_wall_time_s``, up to that save; a killed process's time after its
+        # last save is not counted) to its own.
         self.wall_time_before = 0.0
         self.clock_started = time.perf_counter()
 

@@ -1,7 +1,7 @@
 """A resumed run is the same run: killed at any step (mid-epoch, at an epoch's last batch,
 one step after a checkpoint, by SIGKILL, SIGTERM or Ctrl+C) and resumed with resume=auto, it
 ends with the adapter bytes and every metrics.csv byte of the uninterrupted run, and reports
-the wall time of all its processes; extending max_steps equals one longer run."""
+the wall time its checkpoint recorded plus its own; extending max_steps equals one longer run."""
 
 import json
 import signal

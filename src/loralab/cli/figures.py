@@ -294,12 +294,6 @@ def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
         file = run_dir / name / "eval.json"
         if not file.is_file():
             if has_test_record(run_dir):  # its own record is its score-mode "after"
-                print(
-                    f"loralab-figures: --run-eval {name}: {run_dir} has no {name}/eval.json; "
-                    "its own per-question test record stands in for score mode (a generate-mode "
-                    f"{name} reads n/a for this run)",
-                    file=sys.stderr,
-                )
                 continue
             raise FileNotFoundError(
                 f"--run-eval {name}: {run_dir} has no {name}/eval.json (run loralab-eval "
@@ -398,7 +392,8 @@ def evidence(
     """From the runs' per-question records: ``runs.csv`` (one row per run; a run that did not
     measure the untrained model's generate accuracy has ``untrained_generate``, a --baseline's),
     ``questions.csv`` (each run's outcome on each question), ``claims.md`` (each claim the grid
-    can test, paired) and ``claims.png`` (their intervals against zero, where there are any); returns
+    can test, paired), ``claims.png`` (their intervals against zero, where there are any) and,
+    on a split that mixes tasks, ``per_task.md`` (`runs/per_task.py`); returns
     (the title of this grid's tables, the records table: acc and acc_norm before and after,
     mean ± sample std over seeds and the 95 % interval over seeds and questions, the figure's
     files)."""
@@ -510,6 +505,16 @@ def main(argv: list[str] | None = None) -> None:
         runs = [load_run(d) for d in args.run_dirs]
         for run_dir, (_, _, summary) in zip(args.run_dirs, runs, strict=True):
             summary["evaluated"] = load_run_evaluations(run_dir, args.run_eval)
+        for name in args.run_eval:  # said, not silent: their generate "after" may read n/a
+            lacking = [str(d) for d in args.run_dirs if not (d / name / "eval.json").is_file()]
+            if lacking:
+                print(
+                    f"loralab-figures: --run-eval {name}: {len(lacking)} run(s) have no "
+                    f"{name}/eval.json and stand on their own per-question test record (a "
+                    "generate-mode folder's accuracy reads n/a for them unless they logged "
+                    "generate mode themselves): " + ", ".join(lacking),
+                    file=sys.stderr,
+                )
         baseline = load_baseline(args.baseline)
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out}: is a file; name a folder (made if missing)")
@@ -539,8 +544,8 @@ def main(argv: list[str] | None = None) -> None:
     if unrecorded:  # e.g. a grid still running: its groups would drop out of the claims unsaid
         print(
             f"loralab-figures: {len(unrecorded)} run(s) without a per-question test record "
-            "(unfinished, or made before records were kept); claims.md and the records table "
-            "leave out their groups: " + ", ".join(unrecorded),
+            "(unfinished, or made before records were kept); claims.md, per_task.md and the "
+            "records table leave out their groups: " + ", ".join(unrecorded),
             file=sys.stderr,
         )
     all_recorded = not unrecorded
