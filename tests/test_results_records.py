@@ -12,10 +12,13 @@ from loralab.cli.figures import main as figures_main
 from loralab.runs.claims import signed_points
 
 
-def fake_run(folder, optimizer, seed, right, questions=300, before_right=100, task_of=None):
+def fake_run(
+    folder, optimizer, seed, right, questions=300, before_right=100, task_of=None, gold_of=None
+):
     """A run directory as loralab-train leaves it, with per-question records: its first
     ``right`` questions answered right after training, ``before_right`` before; each record
-    names its task ``task_of(q)`` where given (a split that mixes tasks)."""
+    names its task ``task_of(q)`` where given (a split that mixes tasks); two options, the
+    right one ``gold_of(q)`` (default 0)."""
     (folder / ".hydra").mkdir(parents=True)
     (folder / "predictions").mkdir()
     config = {
@@ -33,9 +36,10 @@ def fake_run(folder, optimizer, seed, right, questions=300, before_right=100, ta
     for step, count in ((0, before_right), (10, right)):
         lines = []
         for q in range(questions):
-            pick = 0 if q < count else 1  # gold is option 0
+            gold = gold_of(q) if gold_of else 0
+            pick = gold if q < count else 1 - gold
             picks = {"acc": pick, "acc_norm": pick, "acc_per_token": pick}
-            row = {"id": f"q{q}", "gold_index": 0, "gold": "A", "picks": picks}
+            row = {"id": f"q{q}", "gold_index": gold, "gold": "AB"[gold], "picks": picks}
             lines.append(json.dumps(row | ({"task": task_of(q)} if task_of else {})))
         (folder / "predictions" / f"test_step{step}.jsonl").write_text("\n".join(lines) + "\n")
     return folder
@@ -56,7 +60,7 @@ def constructed_grid(tmp_path, counts: dict[str, int]):
 
 def claim_cells(claims: str, claim: str, a: str, b: str) -> list[str]:
     """The cells of claims.md's one row for ``claim`` between optimizers a and b."""
-    a = a if a == "untrained" else f"arc_e-moe_lora-{a}"
+    a = a if a in ("untrained", "most_common_answer") else f"arc_e-moe_lora-{a}"
     head = f"| {claim} | {a} | arc_e-moe_lora-{b} |"
     found = [line for line in claims.splitlines() if line.startswith(head)]
     assert len(found) == 1, claims
@@ -130,17 +134,18 @@ def test_per_task_md_splits_accuracy_and_each_claim_by_task(tmp_path):
     lines = (out / "per_task.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| task |"))
     assert header == (
-        "| task | questions | untrained | arc_e-moe_lora-sgd (2 seeds) | "
+        "| task | questions | untrained | most common answer | arc_e-moe_lora-sgd (2 seeds) | "
         "arc_e-moe_lora-rsgd (2 seeds) | arc_e-moe_lora-rsgd − arc_e-moe_lora-sgd |"
     )
     rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in lines}
     t1, t2, pooled = rows["t1"], rows["t2"], rows["all"]
     assert t1[1] == t2[1] == "150" and pooled[1] == "300"
     assert t1[2].startswith("66.7 [") and t2[2] == "0.0 [0.0, 0.0]"  # one untrained model
-    assert t1[3] == "100.0 ± 0.0 [100.0, 100.0]" and t2[3] == "0.0 ± 0.0 [0.0, 0.0]"
-    assert t1[5].strip() == "0.0 [0.0, 0.0]"
-    assert t2[5].startswith("+40.0 [") and pooled[5].startswith("+20.0 [")
-    low = float(t2[5].split("[")[1].split(",")[0])
+    assert t1[3] == t2[3] == "100.0 [100.0, 100.0]"  # gold is always option 0
+    assert t1[4] == "100.0 ± 0.0 [100.0, 100.0]" and t2[4] == "0.0 ± 0.0 [0.0, 0.0]"
+    assert t1[6].strip() == "0.0 [0.0, 0.0]"
+    assert t2[6].startswith("+40.0 [") and pooled[6].startswith("+20.0 [")
+    low = float(t2[6].split("[")[1].split(",")[0])
     assert 0 < low < 40  # resolved on t2 alone, with a question-sampling interval
 
     (tmp_path / "one-task").mkdir()
@@ -167,10 +172,38 @@ def test_per_task_md_names_what_it_cannot_align_instead_of_mislabelling_it(tmp_p
     other = fake_run(tmp_path / "adamw2", "adamw", 0, 150, before_right=50, task_of=task_of)
     figures_main([str(sgd), str(other), "--out", str(out)])
     text = (out / "per_task.md").read_text()
-    assert "No untrained column" in text and "| untrained |" not in text
-    assert (
-        "| task | questions | arc_e-moe_lora-sgd (1 seed) | arc_e-moe_lora-adamw (1 seed) |" in text
+    assert "No untrained column" in text
+    assert "| task | questions | most common answer | arc_e-moe_lora-sgd (1 seed) |" in text
+
+
+def test_each_variant_is_compared_with_always_giving_the_most_common_answer(tmp_path):
+    """Option 0 is right for 200 of 300 questions: always answering it scores 66.7%. A run right
+    on 150 is below it (reversed), one right on 250 above it (holds); questions.csv holds the
+    constant answer's outcomes and accuracy.md its accuracy."""
+
+    def gold_of(q):
+        return 0 if q < 200 else 1
+
+    dirs = [
+        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, right, gold_of=gold_of)
+        for opt, right in (("sgd", 150), ("rsgd", 250))
+        for seed in (0, 1)
+    ]
+    out = tmp_path / "figs"
+    figures_main([*map(str, dirs), "--out", str(out)])
+    claims = (out / "claims.md").read_text()
+    below = claim_cells(
+        claims, "training above the most common answer", "most_common_answer", "sgd"
     )
+    above = claim_cells(
+        claims, "training above the most common answer", "most_common_answer", "rsgd"
+    )
+    assert below[3:5] == ["1, 2", "-16.7"] and below[-1] == "reversed"
+    assert above[3:5] == ["1, 2", "+16.7"] and above[-1] == "holds"
+    with open(out / "questions.csv") as handle:
+        questions = list(csv.DictReader(handle))
+    assert sum(int(q["most_common_answer/acc"]) for q in questions) == 200
+    assert "no constant answer scores more): `acc` 66.7 [" in (out / "accuracy.md").read_text()
 
 
 def test_a_generate_baseline_is_the_generate_accuracy_before_in_runs_csv(tmp_path):

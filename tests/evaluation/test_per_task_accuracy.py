@@ -159,9 +159,9 @@ def test_figures_tabulate_per_task_accuracy(mix_run, tmp_path):
     assert [row[0].strip() for row in rows] == [*sorted(WORDS), "all"]
     for row in rows[:-1]:
         name = row[0].strip()
-        for cell, when in ((row[2], "before"), (row[3], "after")):
+        for cell, when in ((row[2], "before"), (row[4], "after")):  # row[3]: a constant answer
             logged = summary["test_acc_by_task"][name][when]
             assert cell.startswith(f"{100 * logged:.1f} ["), (name, when, cell)
-    for cell, when in ((rows[-1][2], "before"), (rows[-1][3], "after")):
+    for cell, when in ((rows[-1][2], "before"), (rows[-1][4], "after")):
         mean = summary[f"test_task_mean_{when}"]  # equal shares: the pooled row is the mean
         assert cell.startswith(f"{100 * mean:.1f} ["), (when, cell)

@@ -32,6 +32,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 PANELS = (  # runs.png of a group of runs; a panel is drawn where a run logged its column
@@ -397,10 +398,15 @@ def evidence(
     (the title of this grid's tables, the records table: acc and acc_norm before and after,
     mean ± sample std over seeds and the 95 % interval over seeds and questions, the figure's
     files)."""
-    from loralab.runs.claims import accuracy_cells, claims_markdown, paired_claims
+    from loralab.runs.claims import accuracy_cells, claims_markdown, estimate_cell, paired_claims
     from loralab.runs.claims_figure import claims_figure
     from loralab.runs.per_task import per_task_markdown
-    from loralab.runs.records import runs_row, write_questions_csv, write_runs_csv
+    from loralab.runs.records import (
+        most_common_answer,
+        runs_row,
+        write_questions_csv,
+        write_runs_csv,
+    )
 
     rows = []
     for name, runs in groups.items():
@@ -438,6 +444,14 @@ def evidence(
             for when in ("before", "after")
         ]
         lines.append(f"| {name} | {len(members)} | {' | '.join(cells)} |")
+    prior = most_common_answer([run for runs in records.values() for run in runs])
+    if prior is not None:
+        lines += [
+            "",
+            "Always giving the answer most often right among these test questions (per task where "
+            "the split mixes tasks; chosen knowing the answers, so no constant answer scores more): "
+            f"`acc` {estimate_cell(np.array([list(prior.values())], dtype=float))}.",
+        ]
     return title, "\n".join(lines) + "\n", figure
 
 

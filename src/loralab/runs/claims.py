@@ -4,8 +4,9 @@ Each claim compares two variants of one grid that differ in one switch, on the s
 questions (`evaluation.statistics.compare`): Riemannian preconditioning against plain, gate
 rescaling against none (Sun et al.), MoSLoRA against LoRA (Wu et al.), LoRA+ and LoRA-RITE
 against AdamW and against the Riemannian AdamW variants; and every variant against the
-untrained model. A claim is stated as "b above a"; its verdict is read from the
-paired 95 % interval, not from the means.
+untrained model and against always giving the most common answer (the answer prior a
+label-form adapter can learn without the questions). A claim is stated as "b above a"; its
+verdict is read from the paired 95 % interval, not from the means.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loralab.evaluation.statistics import Comparison, compare, estimate
-from loralab.runs.records import Outcomes, RunRecord
+from loralab.runs.records import PRIOR, Outcomes, RunRecord, most_common_answer
 
 # (claim, the switch it varies, (a, b) pairs of that switch's values: "b above a")
 CLAIMS = (
@@ -41,6 +42,7 @@ CLAIMS = (
     ),
 )
 TRAINED = "training above the untrained model"
+ABOVE_PRIOR = "training above the most common answer"
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def has_records(runs: list[RunRecord], metric: str, when: str = "after") -> bool
 
 def paired_claims(groups: dict[str, list[RunRecord]], metric: str = "acc") -> list[Claim]:
     """Every claim this grid can test: each pair of groups that differ only in a claim's switch,
-    and each group against the untrained model (where the runs' "before" is recorded)."""
+    each group against the untrained model (where the runs' "before" is recorded) and against
+    the most common answer (where the records hold the gold answers)."""
     claims = []
     by_variant = {_key(runs[0]): name for name, runs in groups.items() if runs}
     for claim, switch, pairs in CLAIMS:
@@ -98,6 +101,15 @@ def paired_claims(groups: dict[str, list[RunRecord]], metric: str = "acc") -> li
             _, after = outcome_table(runs, metric)
             result = compare(before, after)
             claims.append(Claim(TRAINED, "untrained", name, result, (len(before), len(after))))
+    prior = most_common_answer([run for runs in groups.values() for run in runs])
+    for name, runs in groups.items():
+        if prior is None or not has_records(runs, metric):
+            continue
+        ids, after = outcome_table(runs, metric)
+        if all(q in prior for q in ids):  # the constant answer on the same questions
+            constant = np.array([[prior[q] for q in ids]], dtype=float)
+            result = compare(constant, after)
+            claims.append(Claim(ABOVE_PRIOR, PRIOR, name, result, (1, len(after))))
     return claims
 
 

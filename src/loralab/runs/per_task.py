@@ -21,7 +21,7 @@ from loralab.runs.claims import (
     outcome_table,
     signed_points,
 )
-from loralab.runs.records import RunRecord
+from loralab.runs.records import RunRecord, most_common_answer
 
 
 def question_tasks(groups: dict[str, list[RunRecord]]) -> dict[str, str]:
@@ -62,6 +62,9 @@ def per_task_markdown(
     untrained = _untrained(shown, ids, metric)
     if untrained is not None:
         columns.append(("untrained", untrained))
+    prior = most_common_answer([run for runs in shown.values() for run in runs])
+    if prior is not None and all(q in prior for q in ids):
+        columns.append(("most common answer", np.array([[prior[q] for q in ids]], dtype=float)))
     columns += [(f"{name} ({_seeds(len(runs))})", tables[name][1]) for name, runs in shown.items()]
     effects = [c for c in claims if c.claim != TRAINED and c.a in shown and c.b in shown]
 
@@ -81,7 +84,8 @@ def per_task_markdown(
     caption = (
         f"Metric: `{metric}` on each task's share of the test split, in points: mean ± sample "
         "std over seeds [95 % interval over seeds and questions]; an effect column is b − a, "
-        "paired on the same questions, with its 95 % interval. The last row pools every "
+        'paired on the same questions, with its 95 % interval; "most common answer": always the '
+        "option most often right among the task's test questions. The last row pools every "
         + (
             "question (the task mean: the tasks hold equal shares)."
             if equal_shares

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class RunRecord:
     before: dict[str, Outcomes] = field(default_factory=dict)
     generate_after: Outcomes | None = None
     tasks: dict[str, str] = field(default_factory=dict)  # question id -> task, in a mixed split
+    golds: dict[str, int] = field(default_factory=dict)  # question id -> the right option's index
 
     @property
     def seed(self) -> int | None:
@@ -67,16 +69,42 @@ def read_outcomes(path: Path) -> tuple[dict[str, Outcomes], Outcomes | None]:
     return by_metric, generated
 
 
-def read_tasks(path: Path) -> dict[str, str]:
-    """Each question's task in a predictions.jsonl whose rows name one (a split that mixes
-    tasks); empty otherwise. Ids as `read_outcomes` reads them."""
-    tasks = {}
+def read_questions(path: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """(question id -> task, question id -> gold option index) of a predictions.jsonl; the
+    first is empty unless its rows name tasks (a split that mixes tasks). Ids as
+    `read_outcomes` reads them."""
+    tasks, golds = {}, {}
     for number, line in enumerate(path.read_text().splitlines()):
         row = json.loads(line)
+        question = str(row["id"]) if row.get("id") is not None else f"#{number}"
+        if row.get("gold_index") is not None:
+            golds[question] = int(row["gold_index"])
         if row.get("task") is not None:
-            question = str(row["id"]) if row.get("id") is not None else f"#{number}"
             tasks[question] = str(row["task"])
-    return tasks
+    return tasks, golds
+
+
+PRIOR = "most_common_answer"  # the constant answer a grid's runs are also compared with
+
+
+def most_common_answer(runs: list[RunRecord]) -> Outcomes | None:
+    """Each test question's outcome under one constant answer: the option position most often
+    right among the test questions of its task (of the whole split where it mixes none). It
+    is what an adapter that learns only the answer prior scores (label form: always
+    ``answer1``, always ``B``); chosen knowing the test answers, no constant answer does
+    better. None where the records hold no gold answers."""
+    golds: dict[str, int] = {}
+    tasks: dict[str, str] = {}
+    for run in runs:
+        golds.update(run.golds)
+        tasks.update(run.tasks)
+    if not golds:
+        return None
+    by_task: dict[str, Counter] = {}
+    for question, gold in golds.items():
+        by_task.setdefault(tasks.get(question, ""), Counter())[gold] += 1
+    best = {task: max(c, key=lambda g: (c[g], -g)) for task, c in by_task.items()}
+    return {q: int(gold == best[tasks.get(q, "")]) for q, gold in golds.items()}
 
 
 def _steps(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
@@ -108,7 +136,7 @@ def read_run(
     last = max(scored, default=None)
     if last is not None and last > 0:
         record.after, _ = read_outcomes(scored[last])
-        record.tasks = read_tasks(scored[last])
+        record.tasks, record.golds = read_questions(scored[last])
     if 0 in scored:
         record.before, _ = read_outcomes(scored[0])
     elif baseline:
@@ -124,7 +152,7 @@ def read_run(
                 record.generate_after = generate
             if metrics and not record.after:
                 record.after = metrics
-                record.tasks = read_tasks(file)
+                record.tasks, record.golds = read_questions(file)
     return record
 
 
@@ -215,8 +243,13 @@ def write_questions_csv(path: Path, groups: dict[str, list[RunRecord]]) -> None:
     """Every run's outcome on every test question (1 right, 0 wrong), one row per question, a
     column per run and metric (``<variant>/s<seed>/<metric>``; the untrained model's once as
     ``untrained/<metric>`` where every run's is the same): committed beside runs.csv, it is
-    what claims.md's paired comparisons are computed from."""
+    what claims.md's paired comparisons are computed from. A ``most_common_answer/acc`` column
+    gives the constant answer's outcomes (`most_common_answer`) where the records hold the
+    gold answers."""
     columns: dict[str, Outcomes] = {}
+    prior = most_common_answer([run for runs in groups.values() for run in runs])
+    if prior is not None:
+        columns[f"{PRIOR}/acc"] = prior
     befores = [run.before for runs in groups.values() for run in runs if run.before]
     shared = bool(befores) and all(b == befores[0] for b in befores)
     if shared:
