@@ -198,6 +198,7 @@ def test_each_variant_is_compared_with_always_giving_the_most_common_answer(tmp_
     above = claim_cells(
         claims, "training above the most common answer", "most_common_answer", "rsgd"
     )
+    assert "`most_common_answer`: always the option most often right" in claims  # defined
     assert below[3:5] == ["1, 2", "-16.7"] and below[-1] == "reversed"
     assert above[3:5] == ["1, 2", "+16.7"] and above[-1] == "holds"
     with open(out / "questions.csv") as handle:

@@ -165,7 +165,13 @@ def claims_markdown(claims: list[Claim], setting: str, metric: str = "acc") -> s
     lines = [
         f"Setting: {setting}. Metric: `{metric}`. Effect = b - a in points, mean over seeds "
         "and questions; 95 % interval from a paired bootstrap over seeds and questions; "
-        "McNemar's exact p over the discordant (seed, question) pairs where seeds are paired.",
+        "McNemar's exact p over the discordant (seed, question) pairs where seeds are paired."
+        + (
+            f" `{PRIOR}`: always the option most often right among the test questions (per "
+            "task where the split mixes tasks)."
+            if any(c.a == PRIOR for c in claims)
+            else ""
+        ),
         "",
         "| claim | a | b | seeds (a, b) | effect (points) | 95 % interval | resolves | "
         "McNemar p | verdict |",
