@@ -45,16 +45,23 @@ def fake_run(
     return folder
 
 
+def figures_over(tmp_path, runs, *args, **run_options):
+    """loralab-figures (with ``args``) over a fake run per (optimizer, seed, right) of ``runs``,
+    each made with ``run_options``: its output folder."""
+    dirs = [
+        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, right, **run_options)
+        for opt, seed, right in runs
+    ]
+    out = tmp_path / "figs"
+    figures_main([*map(str, dirs), "--out", str(out), *args])
+    return out
+
+
 def constructed_grid(tmp_path, counts: dict[str, int]):
     """loralab-figures over fake runs of each optimizer with seeds 0-2, the seed-s run answering
     the first ``counts[optimizer] + s`` questions right: (its output folder, claims.md)."""
-    dirs = [
-        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, count + seed)
-        for opt, count in counts.items()
-        for seed in (0, 1, 2)
-    ]
-    out = tmp_path / "figs"
-    figures_main([*map(str, dirs), "--out", str(out), "--experiment", "constructed"])
+    runs = [(opt, seed, count + seed) for opt, count in counts.items() for seed in (0, 1, 2)]
+    out = figures_over(tmp_path, runs, "--experiment", "constructed")
     return out, (out / "claims.md").read_text()
 
 
@@ -124,13 +131,8 @@ def test_per_task_md_splits_accuracy_and_each_claim_by_task(tmp_path):
     def task_of(q):
         return "t1" if q < 150 else "t2"
 
-    dirs = [
-        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, right, task_of=task_of)
-        for opt, right in (("sgd", 150), ("rsgd", 210))
-        for seed in (0, 1)
-    ]
-    out = tmp_path / "figs"
-    figures_main([*map(str, dirs), "--out", str(out)])
+    runs = [(opt, seed, right) for opt, right in (("sgd", 150), ("rsgd", 210)) for seed in (0, 1)]
+    out = figures_over(tmp_path, runs, task_of=task_of)
     lines = (out / "per_task.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| task |"))
     assert header == (
@@ -184,13 +186,8 @@ def test_each_variant_is_compared_with_always_giving_the_most_common_answer(tmp_
     def gold_of(q):
         return 0 if q < 200 else 1
 
-    dirs = [
-        fake_run(tmp_path / f"{opt}-{seed}", opt, seed, right, gold_of=gold_of)
-        for opt, right in (("sgd", 150), ("rsgd", 250))
-        for seed in (0, 1)
-    ]
-    out = tmp_path / "figs"
-    figures_main([*map(str, dirs), "--out", str(out)])
+    runs = [(opt, seed, right) for opt, right in (("sgd", 150), ("rsgd", 250)) for seed in (0, 1)]
+    out = figures_over(tmp_path, runs, gold_of=gold_of)
     claims = (out / "claims.md").read_text()
     below = claim_cells(
         claims, "training above the most common answer", "most_common_answer", "sgd"

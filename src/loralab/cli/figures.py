@@ -282,19 +282,21 @@ def load_baseline(eval_dirs: list[Path]) -> dict[str, float]:
     return baseline
 
 
-def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
+def load_run_evaluations(run_dir: Path, names: list[str]) -> tuple[dict[str, float], list[str]]:
     """{mode: accuracy} from loralab-eval folders inside a run directory (``<run>/<name>``),
     each on that run's adapter after training: the "after" of a measure the run did not log
     (generate mode in a grid run with evaluation.generate_every=0, or the per-question
     record of a run made before runs kept one). A run that wrote its own per-question test
-    record may lack the folder, so newer runs mix with older ones in one table."""
+    record may lack the folder, so newer runs mix with older ones in one table; returns the
+    accuracies and the names it lacked for that reason."""
     from loralab.runs.records import has_test_record
 
-    after = {}
+    after, skipped = {}, []
     for name in names:
         file = run_dir / name / "eval.json"
         if not file.is_file():
             if has_test_record(run_dir):  # its own record is its score-mode "after"
+                skipped.append(name)
                 continue
             raise FileNotFoundError(
                 f"--run-eval {name}: {run_dir} has no {name}/eval.json (run loralab-eval "
@@ -306,7 +308,7 @@ def load_run_evaluations(run_dir: Path, names: list[str]) -> dict[str, float]:
         if not adapter or Path(adapter).parent.name != run_dir.name:
             raise ValueError(f"{argument}: {file} evaluates adapter {adapter}, not {run_dir}'s own")
         after[result["config"]["mode"]] = _accuracy(result, file, argument)
-    return after
+    return after, skipped
 
 
 def _mean_std(values: list[float | None], scale: float, digits: int) -> str:
@@ -517,18 +519,19 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--smooth {args.smooth}: must be an integer >= 1")
     try:
         runs = [load_run(d) for d in args.run_dirs]
+        lacking: dict[str, list[str]] = {}  # --run-eval name -> runs standing on their record
         for run_dir, (_, _, summary) in zip(args.run_dirs, runs, strict=True):
-            summary["evaluated"] = load_run_evaluations(run_dir, args.run_eval)
-        for name in args.run_eval:  # said, not silent: their generate "after" may read n/a
-            lacking = [str(d) for d in args.run_dirs if not (d / name / "eval.json").is_file()]
-            if lacking:
-                print(
-                    f"loralab-figures: --run-eval {name}: {len(lacking)} run(s) have no "
-                    f"{name}/eval.json and stand on their own per-question test record (a "
-                    "generate-mode folder's accuracy reads n/a for them unless they logged "
-                    "generate mode themselves): " + ", ".join(lacking),
-                    file=sys.stderr,
-                )
+            summary["evaluated"], skipped = load_run_evaluations(run_dir, args.run_eval)
+            for name in skipped:
+                lacking.setdefault(name, []).append(str(run_dir))
+        for name, dirs in lacking.items():  # said, not silent: their generate "after" may read n/a
+            print(
+                f"loralab-figures: --run-eval {name}: {len(dirs)} run(s) have no "
+                f"{name}/eval.json and stand on their own per-question test record (a "
+                "generate-mode folder's accuracy reads n/a for them unless they logged "
+                "generate mode themselves): " + ", ".join(dirs),
+                file=sys.stderr,
+            )
         baseline = load_baseline(args.baseline)
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out}: is a file; name a folder (made if missing)")

@@ -103,14 +103,22 @@ def paired_claims(groups: dict[str, list[RunRecord]], metric: str = "acc") -> li
             claims.append(Claim(TRAINED, "untrained", name, result, (len(before), len(after))))
     prior = most_common_answer([run for runs in groups.values() for run in runs])
     for name, runs in groups.items():
-        if prior is None or not has_records(runs, metric):
+        if not has_records(runs, metric):
             continue
         ids, after = outcome_table(runs, metric)
-        if all(q in prior for q in ids):  # the constant answer on the same questions
-            constant = np.array([[prior[q] for q in ids]], dtype=float)
+        constant = prior_table(prior, ids)
+        if constant is not None:
             result = compare(constant, after)
             claims.append(Claim(ABOVE_PRIOR, PRIOR, name, result, (1, len(after))))
     return claims
+
+
+def prior_table(prior: Outcomes | None, ids: list) -> np.ndarray | None:
+    """The constant answer's (1, questions) 0/1 table on ``ids`` (`most_common_answer`), or
+    None where it is not known for every one of them."""
+    if prior is None or not all(q in prior for q in ids):
+        return None
+    return np.array([[prior[q] for q in ids]], dtype=float)
 
 
 def _key(run: RunRecord, variant: dict | None = None) -> tuple:

@@ -19,6 +19,7 @@ from loralab.runs.claims import (
     estimate_cell,
     has_records,
     outcome_table,
+    prior_table,
     signed_points,
 )
 from loralab.runs.records import RunRecord, most_common_answer
@@ -62,9 +63,9 @@ def per_task_markdown(
     untrained = _untrained(shown, ids, metric)
     if untrained is not None:
         columns.append(("untrained", untrained))
-    prior = most_common_answer([run for runs in shown.values() for run in runs])
-    if prior is not None and all(q in prior for q in ids):
-        columns.append(("most common answer", np.array([[prior[q] for q in ids]], dtype=float)))
+    constant = prior_table(most_common_answer([r for runs in shown.values() for r in runs]), ids)
+    if constant is not None:
+        columns.append(("most common answer", constant))
     columns += [(f"{name} ({_seeds(len(runs))})", tables[name][1]) for name, runs in shown.items()]
     effects = [c for c in claims if c.claim != TRAINED and c.a in shown and c.b in shown]
 

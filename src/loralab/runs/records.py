@@ -55,14 +55,19 @@ class RunRecord:
         }
 
 
+def _question_rows(path: Path):
+    """(question id, row) of each line of a predictions.jsonl; a row without an id is named by
+    its line number."""
+    for number, line in enumerate(path.read_text().splitlines()):
+        row = json.loads(line)
+        yield (str(row["id"]) if row.get("id") is not None else f"#{number}"), row
+
+
 def read_outcomes(path: Path) -> tuple[dict[str, Outcomes], Outcomes | None]:
     """Per metric, each question's outcome in a predictions.jsonl; and generate mode's, where
     the file holds generated answers (its ``generate`` pick)."""
     by_metric: dict[str, Outcomes] = {}
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines):
-        row = json.loads(line)
-        question = str(row["id"]) if row.get("id") is not None else f"#{number}"
+    for question, row in _question_rows(path):
         for metric, pick in row.get("picks", {}).items():
             by_metric.setdefault(metric, {})[question] = int(pick == row["gold_index"])
     generated = by_metric.pop("generate", None)
@@ -71,12 +76,9 @@ def read_outcomes(path: Path) -> tuple[dict[str, Outcomes], Outcomes | None]:
 
 def read_questions(path: Path) -> tuple[dict[str, str], dict[str, int]]:
     """(question id -> task, question id -> gold option index) of a predictions.jsonl; the
-    first is empty unless its rows name tasks (a split that mixes tasks). Ids as
-    `read_outcomes` reads them."""
+    first is empty unless its rows name tasks (a split that mixes tasks)."""
     tasks, golds = {}, {}
-    for number, line in enumerate(path.read_text().splitlines()):
-        row = json.loads(line)
-        question = str(row["id"]) if row.get("id") is not None else f"#{number}"
+    for question, row in _question_rows(path):
         if row.get("gold_index") is not None:
             golds[question] = int(row["gold_index"])
         if row.get("task") is not None:
